@@ -1,0 +1,202 @@
+"""Shared instrumentation machinery: the BaseInstrumentor subclass every provider module uses,
+and the generic call wrappers (sync and async) that turn one SDK call into one record."""
+
+from __future__ import annotations
+
+import contextvars
+import importlib
+import threading
+from collections.abc import Callable, Collection, Iterable
+from dataclasses import dataclass
+from typing import Any
+
+import wrapt
+from opentelemetry import context as otel_context
+from opentelemetry import trace
+from opentelemetry.instrumentation.dependencies import get_dependency_conflicts
+from opentelemetry.instrumentation.instrumentor import BaseInstrumentor
+from opentelemetry.instrumentation.utils import unwrap
+
+from . import _log
+from .record import CallRecord
+from .recorder import Recorder
+
+#: True while one of our wrapped calls runs: an SDK method that calls another wrapped method
+#: (a helper calling ``create``) is still one logical call, recorded once.
+_in_call: contextvars.ContextVar[bool] = contextvars.ContextVar("otel_llm_cost_in_call", default=False)
+
+
+class CallSpec:
+    """How one SDK method becomes a :class:`CallRecord`. Provider modules subclass this.
+
+    ``begin`` reads the request (model, stream flag, target) and may return changed keyword
+    arguments (e.g. to ask a stream for usage); ``on_result`` reads the response, or wraps a
+    stream, and returns what the caller gets.
+    """
+
+    def begin(
+        self, recorder: Recorder, instance: Any, args: tuple[Any, ...], kwargs: dict[str, Any]
+    ) -> tuple[CallRecord, dict[str, Any], Any]:
+        raise NotImplementedError
+
+    def on_result(self, recorder: Recorder, rec: CallRecord, result: Any, state: Any) -> Any:
+        raise NotImplementedError
+
+
+def _enter(rec: CallRecord) -> tuple[object, contextvars.Token[bool]]:
+    token = otel_context.attach(trace.set_span_in_context(rec.span))
+    return token, _in_call.set(True)
+
+
+def _leave(tokens: tuple[object, contextvars.Token[bool]]) -> None:
+    _in_call.reset(tokens[1])
+    otel_context.detach(tokens[0])  # type: ignore[arg-type]
+
+
+def sync_wrapper(recorder: Recorder, spec: CallSpec, where: str) -> Callable[..., Any]:
+    """A wrapt wrapper recording every call of a synchronous SDK method."""
+
+    def wrapper(wrapped: Callable[..., Any], instance: Any, args: Any, kwargs: Any) -> Any:
+        if _in_call.get():
+            return wrapped(*args, **kwargs)
+        try:
+            rec, call_kwargs, state = spec.begin(recorder, instance, args, kwargs)
+            tokens = _enter(rec)
+        except Exception as exc:
+            _log.internal_error(where, exc)
+            return wrapped(*args, **kwargs)
+        try:
+            result = wrapped(*args, **call_kwargs)
+        except BaseException as exc:
+            _leave(tokens)
+            recorder.fail(rec, exc)
+            raise
+        _leave(tokens)
+        try:
+            return spec.on_result(recorder, rec, result, state)
+        except Exception as exc:
+            _log.internal_error(where, exc)
+            recorder.finish(rec)
+            return result
+
+    return wrapper
+
+
+def async_wrapper(recorder: Recorder, spec: CallSpec, where: str) -> Callable[..., Any]:
+    """A wrapt wrapper recording every call of an ``async def`` SDK method."""
+
+    async def wrapper(wrapped: Callable[..., Any], instance: Any, args: Any, kwargs: Any) -> Any:
+        if _in_call.get():
+            return await wrapped(*args, **kwargs)
+        try:
+            rec, call_kwargs, state = spec.begin(recorder, instance, args, kwargs)
+            tokens = _enter(rec)
+        except Exception as exc:
+            _log.internal_error(where, exc)
+            return await wrapped(*args, **kwargs)
+        try:
+            result = await wrapped(*args, **call_kwargs)
+        except BaseException as exc:
+            _leave(tokens)
+            recorder.fail(rec, exc)
+            raise
+        _leave(tokens)
+        try:
+            return spec.on_result(recorder, rec, result, state)
+        except Exception as exc:
+            _log.internal_error(where, exc)
+            recorder.finish(rec)
+            return result
+
+    return wrapper
+
+
+@dataclass(frozen=True)
+class WrapPoint:
+    """One SDK method to wrap: ``module`` + dotted ``name`` (``Class.method``)."""
+
+    module: str
+    name: str
+    spec: CallSpec
+    is_async: bool = False
+
+
+_recorder_lock = threading.Lock()
+_recorders: dict[tuple[int, int], Recorder] = {}
+
+
+def shared_recorder(tracer_provider: Any = None, meter_provider: Any = None) -> Recorder:
+    """One recorder (instruments, price book) per pair of providers, shared by all SDKs."""
+    key = (id(tracer_provider), id(meter_provider))
+    with _recorder_lock:
+        recorder = _recorders.get(key)
+        if recorder is None:
+            recorder = Recorder(tracer_provider=tracer_provider, meter_provider=meter_provider)
+            _recorders[key] = recorder
+        return recorder
+
+
+def _reset_recorders() -> None:
+    """Forget cached recorders (tests; a changed environment)."""
+    with _recorder_lock:
+        _recorders.clear()
+
+
+class LLMCostInstrumentor(BaseInstrumentor):  # type: ignore[misc]
+    """Base of the per-SDK instrumentors: dependency check, wrapping, clean unwrap.
+
+    Subclasses set ``_instruments`` (pip requirement strings) and implement
+    :meth:`wrap_points`.
+    """
+
+    _instruments: tuple[str, ...] = ()
+
+    def instrumentation_dependencies(self) -> Collection[str]:
+        return self._instruments
+
+    def wrap_points(self, recorder: Recorder) -> Iterable[WrapPoint]:
+        raise NotImplementedError
+
+    def _instrument(self, **kwargs: Any) -> None:
+        self._wrapped: list[tuple[Any, str]] = []
+        conflict = get_dependency_conflicts(list(self._instruments))
+        if conflict is not None:
+            if conflict.found is None:
+                _log.logger.debug("otel-llm-cost: %s not installed, skipped", conflict.required)
+            else:
+                _log.warn_once(
+                    f"unsupported:{type(self).__name__}",
+                    "otel-llm-cost: %s is installed but %s is required; calls through it are "
+                    "not recorded",
+                    conflict.found,
+                    conflict.required,
+                )
+            return
+        recorder = kwargs.get("recorder") or shared_recorder(
+            kwargs.get("tracer_provider"), kwargs.get("meter_provider")
+        )
+        for point in self.wrap_points(recorder):
+            self._wrap(point, recorder)
+
+    def _wrap(self, point: WrapPoint, recorder: Recorder) -> None:
+        try:
+            module = importlib.import_module(point.module)
+            owner_name, _, attr = point.name.rpartition(".")
+            owner = getattr(module, owner_name) if owner_name else module
+            getattr(owner, attr)
+        except (ImportError, AttributeError):
+            _log.logger.debug("otel-llm-cost: %s.%s not found, skipped", point.module, point.name)
+            return
+        make = async_wrapper if point.is_async else sync_wrapper
+        where = f"{point.module}.{point.name}"
+        try:
+            wrapt.wrap_function_wrapper(owner, attr, make(recorder, point.spec, where))
+        except Exception as exc:
+            _log.internal_error(f"wrapping {where}", exc)
+            return
+        self._wrapped.append((owner, attr))
+
+    def _uninstrument(self, **kwargs: Any) -> None:
+        for owner, attr in reversed(getattr(self, "_wrapped", [])):
+            unwrap(owner, attr)
+        self._wrapped = []

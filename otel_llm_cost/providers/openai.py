@@ -1,0 +1,374 @@
+"""The openai SDK: chat completions, Responses, embeddings and legacy completions, sync and
+async, streamed or not, helpers (``.stream()``, ``.parse()``) and raw-response paths.
+
+Only translation lives here: where to wrap, how to read the model, usage and stream chunks.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from typing import Any
+
+from .. import estimate
+from ..instrumentor import CallSpec, LLMCostInstrumentor, WrapPoint
+from ..record import CallRecord
+from ..recorder import Recorder
+from ..streams import AsyncStreamProxy, StreamProxy
+from ..usage import Usage, count, from_totals
+from . import _stainless
+
+_SUPPORTED = "openai >= 1.66, < 4"
+
+#: Hosts of OpenAI-compatible APIs -> ``gen_ai.provider.name`` (semantic conventions).
+#: A suffix match on the host; anything else speaks for OpenAI itself.
+_HOST_PROVIDERS: tuple[tuple[str, str], ...] = (
+    ("api.openai.com", "openai"),
+    (".openai.azure.com", "azure.ai.openai"),
+    (".cognitiveservices.azure.com", "azure.ai.openai"),
+    (".services.ai.azure.com", "azure.ai.inference"),
+    ("api.deepseek.com", "deepseek"),
+    ("api.mistral.ai", "mistral_ai"),
+    ("api.groq.com", "groq"),
+    ("api.x.ai", "x_ai"),
+    ("api.perplexity.ai", "perplexity"),
+    ("api.cohere.ai", "cohere"),
+    ("api.cohere.com", "cohere"),
+    ("generativelanguage.googleapis.com", "gcp.gemini"),
+    ("aiplatform.googleapis.com", "gcp.vertex_ai"),
+    (".amazonaws.com", "aws.bedrock"),
+)
+_TARGET_ATTR = "_otel_llm_cost_target"
+
+
+def provider_for_host(host: str) -> str:
+    """``gen_ai.provider.name`` for the host an openai client talks to."""
+    host = host.lower()
+    for suffix, provider in _HOST_PROVIDERS:
+        if host == suffix.lstrip(".") or host.endswith(suffix):
+            return provider
+    return "openai"
+
+
+def _target(instance: Any) -> tuple[str, str | None, int | None]:
+    """(provider, server.address, server.port) of the client behind a resource, cached on it."""
+    client = getattr(instance, "_client", None)
+    base_url = getattr(client, "base_url", None)
+    if base_url is None:
+        return "openai", None, None
+    cached = getattr(client, _TARGET_ATTR, None)
+    if cached is not None and cached[0] is base_url:
+        return cached[1]
+    host = base_url.host or ""
+    port = base_url.port or (443 if base_url.scheme == "https" else 80)
+    provider = provider_for_host(host)
+    if provider == "openai" and type(client).__name__.startswith(("AzureOpenAI", "AsyncAzureOpenAI")):
+        provider = "azure.ai.openai"
+    target = (provider, host or None, port)
+    try:
+        setattr(client, _TARGET_ATTR, (base_url, target))
+    except Exception:
+        pass
+    return target
+
+
+def _details(obj: Any, name: str) -> Any:
+    return getattr(obj, name, None) if obj is not None else None
+
+
+def chat_usage(usage: Any) -> Usage:
+    """Partition of a chat-completions (or legacy completions) ``usage`` object."""
+    prompt = _details(usage, "prompt_tokens_details")
+    completion = _details(usage, "completion_tokens_details")
+    cached = _details(prompt, "cached_tokens")
+    if not cached:  # DeepSeek reports cache hits beside the details
+        cached = getattr(usage, "prompt_cache_hit_tokens", None)
+    return from_totals(
+        getattr(usage, "prompt_tokens", 0),
+        getattr(usage, "completion_tokens", 0),
+        cache_read=cached,
+        cache_write=_details(prompt, "cache_write_tokens"),
+        reasoning=_details(completion, "reasoning_tokens"),
+    )
+
+
+def responses_usage(usage: Any) -> Usage:
+    """Partition of a Responses API ``usage`` object."""
+    details = _details(usage, "input_tokens_details")
+    out_details = _details(usage, "output_tokens_details")
+    return from_totals(
+        getattr(usage, "input_tokens", 0),
+        getattr(usage, "output_tokens", 0),
+        cache_read=_details(details, "cached_tokens"),
+        cache_write=_details(details, "cache_write_tokens"),
+        reasoning=_details(out_details, "reasoning_tokens"),
+    )
+
+
+def embeddings_usage(usage: Any) -> Usage:
+    return from_totals(getattr(usage, "prompt_tokens", 0), 0)
+
+
+def _is_stream(result: Any) -> bool:
+    return hasattr(result, "response") and (
+        hasattr(type(result), "__next__") or hasattr(type(result), "__anext__")
+    )
+
+
+def _wrap_stream(recorder: Recorder, rec: CallRecord, stream: Any, acc: Any) -> Any:
+    proxy = AsyncStreamProxy if hasattr(type(stream), "__anext__") else StreamProxy
+    return proxy(stream, recorder, rec, acc)
+
+
+class _Spec(CallSpec):
+    """What the openai endpoints share: the request side and the result dispatch."""
+
+    operation = "chat"
+    prompt_keys: tuple[str, ...] = ("messages",)
+
+    def __init__(self, settings_stream_usage: bool = True) -> None:
+        self.stream_usage = settings_stream_usage
+
+    def begin(
+        self, recorder: Recorder, instance: Any, args: tuple[Any, ...], kwargs: dict[str, Any]
+    ) -> tuple[CallRecord, dict[str, Any], Any]:
+        provider, address, port = _target(instance)
+        streaming = kwargs.get("stream") is True
+        rec = recorder.start(
+            provider,
+            self.operation,
+            kwargs.get("model"),
+            server_address=address,
+            server_port=port,
+            streaming=streaming,
+        )
+        call_kwargs, hide_usage_chunk = self.prepare(kwargs, streaming)
+        return rec, call_kwargs, (call_kwargs, hide_usage_chunk)
+
+    def prepare(self, kwargs: dict[str, Any], streaming: bool) -> tuple[dict[str, Any], bool]:
+        """The keyword arguments to call with, and whether an added usage chunk must be hidden."""
+        return kwargs, False
+
+    def on_result(self, recorder: Recorder, rec: CallRecord, result: Any, state: Any) -> Any:
+        if _stainless.is_raw_response(result):
+            return _stainless.wrap_raw_response(
+                recorder,
+                rec,
+                result,
+                lambda parsed: self.on_parsed(recorder, rec, parsed, state),
+                rec.streaming,
+            )
+        return self.on_parsed(recorder, rec, result, state)
+
+    def on_parsed(self, recorder: Recorder, rec: CallRecord, result: Any, state: Any) -> Any:
+        if _is_stream(result):
+            acc = self.accumulator(state)
+            rec.estimator = lambda: Usage(
+                input=self.estimate_input(state), output=estimate.tokens_for_chars(acc.chars)
+            )
+            return _wrap_stream(recorder, rec, result, acc)
+        self.read_response(rec, result, state)
+        recorder.finish(rec)
+        return result
+
+    def estimate_input(self, state: Any) -> int:
+        kwargs = state[0]
+        return sum(estimate.input_tokens(kwargs.get(key)) for key in self.prompt_keys)
+
+    def accumulator(self, state: Any) -> Any:
+        raise NotImplementedError
+
+    def read_response(self, rec: CallRecord, response: Any, state: Any) -> None:
+        raise NotImplementedError
+
+
+# -- chat completions -------------------------------------------------------------------------
+
+
+class ChatAccumulator:
+    """Follows a chat-completions stream: usage, model, id, finish reasons, text length."""
+
+    __slots__ = ("hide_usage_chunk", "usage", "model", "id", "finish_reasons", "chars")
+
+    def __init__(self, hide_usage_chunk: bool) -> None:
+        self.hide_usage_chunk = hide_usage_chunk
+        self.usage: Any = None
+        self.model: str | None = None
+        self.id: str | None = None
+        self.finish_reasons: list[str] = []
+        self.chars = 0
+
+    def on_chunk(self, chunk: Any) -> bool:
+        if self.model is None:
+            self.model = getattr(chunk, "model", None)
+            self.id = getattr(chunk, "id", None)
+        choices = chunk.choices
+        if choices:
+            for choice in choices:
+                delta = choice.delta if hasattr(choice, "delta") else choice
+                text = getattr(delta, "content", None) or getattr(delta, "text", None)
+                if text:
+                    self.chars += len(text)
+                if choice.finish_reason:
+                    self.finish_reasons.append(choice.finish_reason)
+        usage = chunk.usage
+        if usage is not None:
+            self.usage = usage
+            return self.hide_usage_chunk and not choices
+        return False
+
+    def finish(self, rec: CallRecord) -> None:
+        rec.response_model = self.model
+        rec.response_id = self.id
+        rec.finish_reasons = self.finish_reasons or None
+        if self.usage is not None:
+            rec.usage = chat_usage(self.usage)
+
+
+def _wants_usage(stream_options: Any) -> bool:
+    return isinstance(stream_options, dict) and bool(stream_options.get("include_usage"))
+
+
+class ChatSpec(_Spec):
+    operation = "chat"
+
+    def prepare(self, kwargs: dict[str, Any], streaming: bool) -> tuple[dict[str, Any], bool]:
+        injected = False
+        if streaming and self.stream_usage:
+            options = kwargs.get("stream_options")
+            if not _wants_usage(options):
+                base = options if isinstance(options, dict) else {}
+                kwargs = dict(kwargs)
+                kwargs["stream_options"] = {**base, "include_usage": True}
+                injected = True
+        return (kwargs, injected)
+
+    def accumulator(self, state: Any) -> ChatAccumulator:
+        return ChatAccumulator(hide_usage_chunk=state[1])
+
+    def read_response(self, rec: CallRecord, response: Any, state: Any) -> None:
+        rec.response_model = getattr(response, "model", None)
+        rec.response_id = getattr(response, "id", None)
+        choices = getattr(response, "choices", None) or ()
+        reasons = [c.finish_reason for c in choices if getattr(c, "finish_reason", None)]
+        rec.finish_reasons = reasons or None
+        usage = getattr(response, "usage", None)
+        if usage is not None:
+            rec.usage = chat_usage(usage)
+        else:
+            chars = sum(_message_chars(c) for c in choices)
+            rec.estimator = lambda: Usage(
+                input=self.estimate_input(state), output=estimate.tokens_for_chars(chars)
+            )
+
+
+def _message_chars(choice: Any) -> int:
+    message = getattr(choice, "message", None)
+    text = getattr(message, "content", None) if message is not None else getattr(choice, "text", None)
+    return len(text) if isinstance(text, str) else 0
+
+
+class CompletionsSpec(ChatSpec):
+    """Legacy ``completions.create`` (``text_completion``)."""
+
+    operation = "text_completion"
+    prompt_keys = ("prompt",)
+
+
+# -- Responses API ----------------------------------------------------------------------------
+
+
+class ResponsesAccumulator:
+    """Follows a Responses stream: the final response carries usage, model, id and status."""
+
+    __slots__ = ("response", "chars")
+
+    def __init__(self) -> None:
+        self.response: Any = None
+        self.chars = 0
+
+    def on_chunk(self, event: Any) -> bool:
+        kind = event.type
+        if kind == "response.output_text.delta":
+            self.chars += len(event.delta)
+        elif kind.startswith("response.") and hasattr(event, "response"):
+            # created / in_progress / completed / incomplete / failed all carry the response.
+            self.response = event.response
+        return False
+
+    def finish(self, rec: CallRecord) -> None:
+        if self.response is not None:
+            read_response(rec, self.response)
+
+
+def read_response(rec: CallRecord, response: Any) -> None:
+    rec.response_model = getattr(response, "model", None)
+    rec.response_id = getattr(response, "id", None)
+    status = getattr(response, "status", None)
+    if status:
+        rec.finish_reasons = [status]
+    if status == "failed" and rec.error_type is None:
+        error = getattr(response, "error", None)
+        rec.error_type = str(getattr(error, "code", None) or "response.failed")
+    usage = getattr(response, "usage", None)
+    if usage is not None:
+        rec.usage = responses_usage(usage)
+
+
+class ResponsesSpec(_Spec):
+    operation = "chat"
+    prompt_keys = ("input", "instructions")
+
+    def accumulator(self, state: Any) -> ResponsesAccumulator:
+        return ResponsesAccumulator()
+
+    def read_response(self, rec: CallRecord, response: Any, state: Any) -> None:
+        read_response(rec, response)
+        if rec.usage is None:
+            text = getattr(response, "output_text", "") or ""
+            rec.estimator = lambda: Usage(
+                input=self.estimate_input(state), output=estimate.tokens_for_chars(len(text))
+            )
+
+
+# -- embeddings -------------------------------------------------------------------------------
+
+
+class EmbeddingsSpec(_Spec):
+    operation = "embeddings"
+    prompt_keys = ("input",)
+
+    def read_response(self, rec: CallRecord, response: Any, state: Any) -> None:
+        rec.response_model = getattr(response, "model", None)
+        usage = getattr(response, "usage", None)
+        if usage is not None and count(getattr(usage, "prompt_tokens", 0)):
+            rec.usage = embeddings_usage(usage)
+        else:
+            rec.estimator = lambda: Usage(input=self.estimate_input(state))
+
+
+# -- the instrumentor -------------------------------------------------------------------------
+
+
+def _points(recorder: Recorder) -> Iterable[WrapPoint]:
+    stream_usage = recorder.settings.stream_usage
+    chat = ChatSpec(stream_usage)
+    responses = ResponsesSpec(stream_usage)
+    embeddings = EmbeddingsSpec(stream_usage)
+    completions = CompletionsSpec(stream_usage)
+    chat_mod = "openai.resources.chat.completions"
+    for is_async, prefix in ((False, ""), (True, "Async")):
+        yield WrapPoint(chat_mod, f"{prefix}Completions.create", chat, is_async)
+        yield WrapPoint(chat_mod, f"{prefix}Completions.parse", chat, is_async)
+        yield WrapPoint("openai.resources.responses", f"{prefix}Responses.create", responses, is_async)
+        yield WrapPoint("openai.resources.responses", f"{prefix}Responses.parse", responses, is_async)
+        yield WrapPoint("openai.resources.embeddings", f"{prefix}Embeddings.create", embeddings, is_async)
+        yield WrapPoint("openai.resources.completions", f"{prefix}Completions.create", completions, is_async)
+
+
+class OpenAIInstrumentor(LLMCostInstrumentor):
+    """Records cost and usage of every call made with the ``openai`` SDK."""
+
+    _instruments = (_SUPPORTED,)
+
+    def wrap_points(self, recorder: Recorder) -> Iterable[WrapPoint]:
+        return _points(recorder)

@@ -1,0 +1,73 @@
+"""The normalized record of one LLM call: what provider modules fill in and the recorder reads."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Mapping
+from typing import Any
+
+from .usage import Usage
+
+USAGE_PROVIDER = "provider"
+USAGE_ESTIMATED = "estimated"
+USAGE_NONE = "none"
+
+
+class CallRecord:
+    """One logical SDK call (retries inside the SDK included), from start to finalization.
+
+    Provider modules set the request fields at start and the response fields (usage,
+    response model, id, finish reasons) when the answer arrives; shared code does the rest.
+    """
+
+    __slots__ = (
+        "provider",
+        "operation",
+        "request_model",
+        "response_model",
+        "server_address",
+        "server_port",
+        "streaming",
+        "attribution",
+        "start_time_ns",
+        "start",
+        "first_chunk",
+        "usage",
+        "error_type",
+        "finish_reasons",
+        "response_id",
+        "estimator",
+        "span",
+        "done",
+    )
+
+    def __init__(
+        self,
+        provider: str,
+        operation: str,
+        request_model: str,
+        *,
+        server_address: str | None = None,
+        server_port: int | None = None,
+        streaming: bool = False,
+        attribution: Mapping[str, str],
+    ) -> None:
+        self.provider = provider
+        self.operation = operation
+        self.request_model = request_model
+        self.response_model: str | None = None
+        self.server_address = server_address
+        self.server_port = server_port
+        self.streaming = streaming
+        self.attribution = attribution
+        self.start_time_ns = time.time_ns()
+        self.start = time.perf_counter()
+        self.first_chunk: float | None = None
+        self.usage: Usage | None = None
+        self.error_type: str | None = None
+        self.finish_reasons: list[str] | None = None
+        self.response_id: str | None = None
+        #: Called at finalization, only when the provider reported no usage, to count locally.
+        self.estimator: Callable[[], Usage | None] | None = None
+        self.span: Any = None
+        self.done = False

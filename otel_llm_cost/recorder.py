@@ -1,0 +1,291 @@
+"""The one shared path from a normalized :class:`CallRecord` to the contract's span and metrics.
+
+Nothing here knows an SDK. Metrics are recorded whether or not the span is sampled.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+from opentelemetry import trace
+from opentelemetry.metrics import Meter, MeterProvider, get_meter
+from opentelemetry.trace import SpanKind, Status, StatusCode, Tracer, TracerProvider
+
+from . import _log
+from .attribution import DEFAULT_METRIC_ATTRIBUTES, current_attribution
+from .config import Settings
+from .pricing import PriceBook
+from .record import USAGE_ESTIMATED, USAGE_NONE, USAGE_PROVIDER, CallRecord
+from .usage import TOKEN_TYPES, Usage
+from .version import __version__
+
+SCOPE = "otel_llm_cost"
+SCHEMA_URL = "https://opentelemetry.io/schemas/1.37.0"
+
+COST_BUCKETS = (0.00001, 0.00003, 0.0001, 0.0003, 0.001, 0.003, 0.01, 0.03, 0.1, 0.3, 1, 3, 10)
+TOKEN_BUCKETS = (
+    1, 4, 16, 64, 256, 1024, 4096, 16384, 65536, 262144, 1048576, 4194304, 16777216, 67108864,
+)  # fmt: skip
+DURATION_BUCKETS = (
+    0.01, 0.02, 0.04, 0.08, 0.16, 0.32, 0.64, 1.28, 2.56, 5.12, 10.24, 20.48, 40.96, 81.92,
+)  # fmt: skip
+
+# Attribute names (semantic conventions and the contract).
+PROVIDER = "gen_ai.provider.name"
+OPERATION = "gen_ai.operation.name"
+REQUEST_MODEL = "gen_ai.request.model"
+RESPONSE_MODEL = "gen_ai.response.model"
+TOKEN_TYPE = "llm.token.type"
+GEN_AI_TOKEN_TYPE = "gen_ai.token.type"
+ERROR_TYPE = "error.type"
+USAGE_SOURCE = "llm.usage.source"
+PRICE_STATUS = "llm.price.status"
+COST_USD = "llm.cost.usd"
+
+STATUS_UNPRICED = "unpriced"
+
+
+def _strip_models_prefix(model: str) -> str:
+    return model[7:] if model.startswith("models/") else model
+
+
+class Recorder:
+    """Owns the instruments, the tracer and the price book; turns call records into telemetry."""
+
+    def __init__(
+        self,
+        settings: Settings | None = None,
+        *,
+        tracer_provider: TracerProvider | None = None,
+        meter_provider: MeterProvider | None = None,
+        price_book: PriceBook | None = None,
+    ) -> None:
+        self.settings = settings or Settings.from_env()
+        self.price_book = price_book or PriceBook(self.settings.prices_file)
+        self.metric_attribute_keys = DEFAULT_METRIC_ATTRIBUTES | self.settings.metric_attributes
+        self.tracer: Tracer = trace.get_tracer(
+            SCOPE, __version__, tracer_provider, schema_url=SCHEMA_URL
+        )
+        meter: Meter = get_meter(SCOPE, __version__, meter_provider, schema_url=SCHEMA_URL)
+        self.cost = meter.create_counter("llm.cost", unit="USD", description="Cost of LLM calls")
+        self.tokens = meter.create_counter(
+            "llm.tokens", unit="{token}", description="Tokens of LLM calls by llm.token.type"
+        )
+        self.requests = meter.create_counter(
+            "llm.requests", unit="{request}", description="LLM calls, by outcome"
+        )
+        self.request_cost = meter.create_histogram(
+            "llm.request.cost",
+            unit="USD",
+            description="Cost of one LLM call",
+            explicit_bucket_boundaries_advisory=COST_BUCKETS,
+        )
+        self.token_usage = meter.create_histogram(
+            "gen_ai.client.token.usage",
+            unit="{token}",
+            description="Number of input and output tokens used",
+            explicit_bucket_boundaries_advisory=TOKEN_BUCKETS,
+        )
+        self.duration = meter.create_histogram(
+            "gen_ai.client.operation.duration",
+            unit="s",
+            description="GenAI operation duration",
+            explicit_bucket_boundaries_advisory=DURATION_BUCKETS,
+        )
+        self.time_to_first_chunk = meter.create_histogram(
+            "gen_ai.client.operation.time_to_first_chunk",
+            unit="s",
+            description="Time to receive the first chunk of a streamed response",
+            explicit_bucket_boundaries_advisory=DURATION_BUCKETS,
+        )
+
+    # -- start -------------------------------------------------------------------------------
+
+    def start(
+        self,
+        provider: str,
+        operation: str,
+        request_model: str | None,
+        *,
+        server_address: str | None = None,
+        server_port: int | None = None,
+        streaming: bool = False,
+    ) -> CallRecord:
+        """Begin a call: capture attribution and start time, open the CLIENT span."""
+        model = _strip_models_prefix(request_model) if request_model else "unknown"
+        rec = CallRecord(
+            provider,
+            operation,
+            model,
+            server_address=server_address,
+            server_port=server_port,
+            streaming=streaming,
+            attribution=current_attribution(),
+        )
+        attributes: dict[str, Any] = {OPERATION: operation, PROVIDER: provider, REQUEST_MODEL: model}
+        if server_address:
+            attributes["server.address"] = server_address
+        if server_port:
+            attributes["server.port"] = server_port
+        attributes.update(rec.attribution)
+        rec.span = self.tracer.start_span(
+            f"{operation} {model}", kind=SpanKind.CLIENT, attributes=attributes
+        )
+        return rec
+
+    # -- finish ------------------------------------------------------------------------------
+
+    def fail(self, rec: CallRecord, exc: BaseException) -> None:
+        """Finalize a call that raised."""
+        if rec.error_type is None:
+            rec.error_type = error_type_of(exc)
+        self.finish(rec)
+
+    def finish(self, rec: CallRecord) -> None:
+        """Finalize a call exactly once: price it, end its span, record its metrics."""
+        if rec.done:
+            return
+        rec.done = True
+        try:
+            self._finish(rec)
+        except Exception as exc:  # never raise into the caller
+            _log.internal_error("recorder.finish", exc)
+            try:
+                if rec.span is not None and rec.span.is_recording():
+                    rec.span.end()
+            except Exception:
+                pass
+
+    def _finish(self, rec: CallRecord) -> None:
+        end = time.perf_counter()
+        usage = rec.usage
+        if usage is not None:
+            source = USAGE_PROVIDER
+        else:
+            source = USAGE_NONE
+            if rec.estimator is not None and self.settings.estimate_tokens:
+                try:
+                    usage = rec.estimator()
+                except Exception as exc:
+                    _log.internal_error("token estimation", exc)
+                    usage = None
+                if usage is not None:
+                    source = USAGE_ESTIMATED
+                    rec.usage = usage
+        if rec.response_model:
+            rec.response_model = _strip_models_prefix(rec.response_model)
+
+        pricer = self.price_book.pricer(rec.provider, rec.request_model, rec.response_model)
+        price_status = pricer.status
+        costs: tuple[float, ...] | None = None
+        if usage is not None and price_status != STATUS_UNPRICED:
+            costs = pricer.cost(usage, rec.start_time_ns / 1e9)
+            if costs is None:
+                price_status = STATUS_UNPRICED
+        total_cost = sum(costs) if costs is not None else None
+
+        self._end_span(rec, usage, source, price_status, total_cost, end)
+        self._record_metrics(rec, usage, costs, total_cost, source, price_status, end)
+
+    def _metric_base(self, rec: CallRecord) -> dict[str, Any]:
+        base: dict[str, Any] = {
+            PROVIDER: rec.provider,
+            OPERATION: rec.operation,
+            REQUEST_MODEL: rec.request_model,
+        }
+        if rec.response_model:
+            base[RESPONSE_MODEL] = rec.response_model
+        if rec.attribution:
+            keys = self.metric_attribute_keys
+            for key, value in rec.attribution.items():
+                if key in keys:
+                    base[key] = value
+        return base
+
+    def _record_metrics(
+        self,
+        rec: CallRecord,
+        usage: Usage | None,
+        costs: tuple[float, ...] | None,
+        total_cost: float | None,
+        source: str,
+        price_status: str,
+        end: float,
+    ) -> None:
+        base = self._metric_base(rec)
+        error = rec.error_type
+
+        outcome = dict(base)
+        outcome[USAGE_SOURCE] = source
+        outcome[PRICE_STATUS] = price_status
+        if error:
+            outcome[ERROR_TYPE] = error
+        self.requests.add(1, outcome)
+
+        timing = base if not error else {**base, ERROR_TYPE: error}
+        self.duration.record(end - rec.start, timing)
+        if rec.first_chunk is not None:
+            self.time_to_first_chunk.record(rec.first_chunk - rec.start, base)
+
+        if usage is None:
+            return
+        counts = usage.as_tuple()
+        for index, count in enumerate(counts):
+            if count > 0:
+                attrs = {**base, TOKEN_TYPE: TOKEN_TYPES[index]}
+                self.tokens.add(count, attrs)
+                if costs is not None and costs[index] > 0:
+                    self.cost.add(costs[index], attrs)
+        self.token_usage.record(usage.input_total, {**base, GEN_AI_TOKEN_TYPE: "input"})
+        self.token_usage.record(usage.output_total, {**base, GEN_AI_TOKEN_TYPE: "output"})
+        if total_cost is not None:
+            self.request_cost.record(
+                total_cost,
+                {PROVIDER: rec.provider, OPERATION: rec.operation, REQUEST_MODEL: rec.request_model},
+            )
+
+    def _end_span(
+        self,
+        rec: CallRecord,
+        usage: Usage | None,
+        source: str,
+        price_status: str,
+        total_cost: float | None,
+        end: float,
+    ) -> None:
+        span = rec.span
+        if span is None:
+            return
+        if span.is_recording():
+            attributes: dict[str, Any] = {USAGE_SOURCE: source, PRICE_STATUS: price_status}
+            if rec.response_model:
+                attributes[RESPONSE_MODEL] = rec.response_model
+            if rec.response_id:
+                attributes["gen_ai.response.id"] = rec.response_id
+            if rec.finish_reasons:
+                attributes["gen_ai.response.finish_reasons"] = rec.finish_reasons
+            if usage is not None:
+                attributes["gen_ai.usage.input_tokens"] = usage.input_total
+                attributes["gen_ai.usage.output_tokens"] = usage.output_total
+                attributes["gen_ai.usage.cache_read.input_tokens"] = usage.cache_read
+                attributes["gen_ai.usage.cache_creation.input_tokens"] = usage.cache_write
+                attributes["gen_ai.usage.reasoning.output_tokens"] = usage.reasoning
+            if total_cost is not None:
+                attributes[COST_USD] = total_cost
+            if rec.error_type:
+                attributes[ERROR_TYPE] = rec.error_type
+                span.set_status(Status(StatusCode.ERROR))
+            span.set_attributes(attributes)
+        # End time consistent with the duration metric (perf_counter based).
+        span.end(end_time=rec.start_time_ns + int((end - rec.start) * 1e9))
+
+
+def error_type_of(exc: BaseException) -> str:
+    """``error.type`` for an exception: the HTTP status when the provider answered, else the class."""
+    for attr in ("status_code", "code", "status"):
+        value = getattr(exc, attr, None)
+        if isinstance(value, int) and 100 <= value <= 599:
+            return str(value)
+    return type(exc).__qualname__
+

@@ -1,0 +1,86 @@
+"""The normalized usage of one LLM call: the contract's token-type partition."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+#: The values of ``llm.token.type``, in the order used everywhere (prices, costs, metrics).
+TOKEN_TYPES: tuple[str, ...] = ("input", "cache_read", "cache_write", "output", "reasoning")
+
+
+@dataclass(slots=True)
+class Usage:
+    """Token counts of one call, already split into the contract's partition.
+
+    Provider modules translate their SDK's usage object into this; nothing after that
+    knows which SDK produced it. Every field is a non-negative int and the five partition
+    fields add up to everything the provider bills.
+    """
+
+    input: int = 0
+    """Input tokens read at the normal rate (not from cache, not written to cache)."""
+    cache_read: int = 0
+    """Input tokens served from the prompt cache."""
+    cache_write: int = 0
+    """Input tokens written to the prompt cache (all TTLs)."""
+    output: int = 0
+    """Generated tokens that are not reasoning."""
+    reasoning: int = 0
+    """Generated tokens spent on reasoning / thinking."""
+    cache_write_1h: int = 0
+    """The part of ``cache_write`` written with a 1-hour TTL (Anthropic); priced at its own rate."""
+
+    @property
+    def input_total(self) -> int:
+        """All input tokens, cached included (``gen_ai.usage.input_tokens``)."""
+        return self.input + self.cache_read + self.cache_write
+
+    @property
+    def output_total(self) -> int:
+        """All output tokens, reasoning included (``gen_ai.usage.output_tokens``)."""
+        return self.output + self.reasoning
+
+    def as_tuple(self) -> tuple[int, int, int, int, int]:
+        """The partition in :data:`TOKEN_TYPES` order."""
+        return (self.input, self.cache_read, self.cache_write, self.output, self.reasoning)
+
+
+def count(value: object) -> int:
+    """A token count from an SDK field: a non-negative int (None, junk and negatives give 0)."""
+    if value is None or isinstance(value, bool):
+        return 0
+    try:
+        number = int(value)  # type: ignore[call-overload]
+    except (TypeError, ValueError, OverflowError):
+        return 0
+    return number if number > 0 else 0
+
+
+def from_totals(
+    input_total: object,
+    output_total: object,
+    *,
+    cache_read: object = 0,
+    cache_write: object = 0,
+    cache_write_1h: object = 0,
+    reasoning: object = 0,
+) -> Usage:
+    """Build the partition from totals that include their parts (OpenAI's and Gemini's way).
+
+    ``input_total`` includes cache reads and writes; ``output_total`` includes reasoning.
+    Parts larger than their total are cut to it, so the partition never goes negative and
+    always sums to the provider's totals.
+    """
+    total_in = count(input_total)
+    read = min(count(cache_read), total_in)
+    write = min(count(cache_write), total_in - read)
+    total_out = count(output_total)
+    think = min(count(reasoning), total_out)
+    return Usage(
+        input=total_in - read - write,
+        cache_read=read,
+        cache_write=write,
+        output=total_out - think,
+        reasoning=think,
+        cache_write_1h=min(count(cache_write_1h), write),
+    )
