@@ -1,0 +1,148 @@
+"""``otel-llm-cost demo``: an instrumented workload against a built-in fake OpenAI server.
+
+No API key and no network: the fake server listens on 127.0.0.1, the metrics are exposed by
+the in-process Prometheus exporter, and the summary printed at the end is read back from that
+same ``/metrics`` endpoint, the way Prometheus would see it.
+"""
+
+from __future__ import annotations
+
+import socket
+import time
+import urllib.request
+from collections import defaultdict
+
+from .fakes.openai_server import FakeOpenAIServer, Script
+
+_TOKEN_TYPES = ("input", "cache_read", "cache_write", "output", "reasoning")
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def _workload(base_url: str, server: FakeOpenAIServer) -> None:
+    import openai
+
+    from . import usage_context
+
+    client = openai.OpenAI(base_url=base_url, api_key="demo-key-not-a-secret", max_retries=0)
+    messages = [{"role": "user", "content": "Summarise our refund policy in one sentence."}]
+
+    with usage_context(agent="support-bot", feature="faq", user="user-17"):
+        server.enqueue(Script(prompt_tokens=1800, cached_tokens=1536, completion_tokens=120))
+        client.chat.completions.create(model="gpt-4o-mini", messages=messages)
+        for chunk in client.chat.completions.create(
+            model="gpt-4o-mini", messages=messages, stream=True
+        ):
+            pass
+    with usage_context(agent="research-agent", feature="deep-dive"):
+        server.enqueue(Script(prompt_tokens=900, completion_tokens=2400, reasoning_tokens=1900))
+        client.responses.create(model="gpt-5", input="Plan the quarterly report.")
+        with client.responses.stream(model="gpt-4.1", input="Draft the intro.") as stream:
+            for _ in stream:
+                pass
+    with usage_context(agent="indexer", feature="search"):
+        client.embeddings.create(model="text-embedding-3-small", input=["refunds", "shipping"])
+    with usage_context(agent="support-bot", feature="faq"):
+        server.enqueue(Script(status=429))
+        try:
+            client.chat.completions.create(model="gpt-4o-mini", messages=messages)
+        except openai.RateLimitError:
+            pass
+        client.chat.completions.create(model="my-finetune-v3", messages=messages)  # not in catalog
+        stream = client.chat.completions.create(model="gpt-4o", messages=messages, stream=True)
+        next(iter(stream))
+        stream.close()  # broken off early: tokens estimated
+
+
+def _scrape(url: str) -> str:
+    with urllib.request.urlopen(url, timeout=5) as response:  # noqa: S310 - loopback only
+        return response.read().decode()
+
+
+def _summary(text: str) -> str:
+    from prometheus_client.parser import text_string_to_metric_families
+
+    cost: dict[str, float] = defaultdict(float)
+    tokens: dict[str, dict[str, float]] = defaultdict(lambda: defaultdict(float))
+    requests: dict[str, float] = defaultdict(float)
+    outcomes: dict[str, float] = defaultdict(float)
+    by_agent: dict[str, float] = defaultdict(float)
+    for family in text_string_to_metric_families(text):
+        for sample in family.samples:
+            labels = sample.labels
+            model = labels.get("gen_ai_request_model", "?")
+            if sample.name == "llm_cost_USD_total":
+                cost[model] += sample.value
+                by_agent[labels.get("gen_ai_agent_name", "(none)")] += sample.value
+            elif sample.name == "llm_tokens_total":
+                tokens[model][labels.get("llm_token_type", "?")] += sample.value
+            elif sample.name == "llm_requests_total":
+                requests[model] += sample.value
+                key = (
+                    f"error {labels['error_type']}"
+                    if labels.get("error_type")
+                    else f"{labels.get('llm_usage_source')}/{labels.get('llm_price_status')}"
+                )
+                outcomes[key] += sample.value
+    lines = []
+    header = f"{'model':<24}{'requests':>9}" + "".join(f"{t:>12}" for t in _TOKEN_TYPES)
+    lines.append(header + f"{'cost USD':>14}")
+    lines.append("-" * len(lines[0]))
+    for model in sorted(requests):
+        row = f"{model:<24}{requests[model]:>9.0f}"
+        row += "".join(f"{tokens[model].get(t, 0):>12.0f}" for t in _TOKEN_TYPES)
+        lines.append(row + f"{cost.get(model, 0.0):>14.6f}")
+    lines.append("-" * len(lines[0]))
+    lines.append(f"{'total':<24}{sum(requests.values()):>9.0f}" + " " * 60 + f"{sum(cost.values()):>14.6f}")
+    lines.append("")
+    lines.append("cost by agent: " + ", ".join(f"{a} ${c:.6f}" for a, c in sorted(by_agent.items())))
+    lines.append("requests by outcome: " + ", ".join(f"{k}: {v:.0f}" for k, v in sorted(outcomes.items())))
+    return "\n".join(lines)
+
+
+def run_demo(port: int = 0, keep_running: bool = False) -> int:
+    """Run the demo; print the scraped series and a summary. Returns an exit code."""
+    from opentelemetry.exporter.prometheus import PrometheusMetricReader
+    from opentelemetry.sdk.metrics import MeterProvider
+    from opentelemetry.sdk.resources import Resource
+    from opentelemetry.sdk.trace import TracerProvider
+    from prometheus_client import start_http_server
+
+    from . import instrument, uninstrument
+    from .instrumentor import shared_recorder
+
+    port = port or _free_port()
+    start_http_server(port, addr="127.0.0.1")
+    resource = Resource.create({"service.name": "otel-llm-cost-demo"})
+    meter_provider = MeterProvider(resource=resource, metric_readers=[PrometheusMetricReader()])
+    tracer_provider = TracerProvider(resource=resource)
+    recorder = shared_recorder(tracer_provider, meter_provider)
+    instrument(recorder=recorder)
+    try:
+        with FakeOpenAIServer() as server:
+            print(f"fake OpenAI server: {server.base_url}")
+            _workload(server.base_url, server)
+            sent = len(server.exchanges)
+        metrics_url = f"http://127.0.0.1:{port}/metrics"
+        text = _scrape(metrics_url)
+    finally:
+        uninstrument()
+    print(f"workload: {sent} HTTP exchanges; metrics at {metrics_url}\n")
+    print("series (excerpt):")
+    for line in text.splitlines():
+        if line.startswith(("llm_cost_USD_total", "llm_requests_total")):
+            print("  " + line)
+    print("\n" + _summary(text))
+    if keep_running:
+        print(f"\nserving {metrics_url} until Ctrl-C")
+        try:
+            while True:
+                time.sleep(3600)
+        except KeyboardInterrupt:
+            pass
+    meter_provider.shutdown()
+    return 0
