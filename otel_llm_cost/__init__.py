@@ -13,7 +13,14 @@ from typing import Any
 from .attribution import current_attribution, usage_context
 from .version import __version__
 
-__all__ = ["__version__", "current_attribution", "instrument", "instrumentors", "uninstrument", "usage_context"]
+__all__ = [
+    "__version__",
+    "current_attribution",
+    "instrument",
+    "instrumentors",
+    "uninstrument",
+    "usage_context",
+]
 
 
 def instrumentors() -> list[Any]:

@@ -64,7 +64,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     prices = sub.add_parser("prices", help="show a model's prices, or check a price file")
     prices.add_argument("model", nargs="?", help="model id, e.g. gpt-4o-mini")
-    prices.add_argument("--provider", default="openai", help="gen_ai.provider.name (default openai)")
+    prices.add_argument(
+        "--provider", default="openai", help="gen_ai.provider.name (default openai)"
+    )
     prices.add_argument(
         "--prices-file",
         default=None,

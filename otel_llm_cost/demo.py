@@ -34,7 +34,7 @@ def _workload(base_url: str, server: FakeOpenAIServer) -> None:
     with usage_context(agent="support-bot", feature="faq", user="user-17"):
         server.enqueue(Script(prompt_tokens=1800, cached_tokens=1536, completion_tokens=120))
         client.chat.completions.create(model="gpt-4o-mini", messages=messages)
-        for chunk in client.chat.completions.create(
+        for _chunk in client.chat.completions.create(
             model="gpt-4o-mini", messages=messages, stream=True
         ):
             pass
@@ -59,7 +59,7 @@ def _workload(base_url: str, server: FakeOpenAIServer) -> None:
 
 
 def _scrape(url: str) -> str:
-    with urllib.request.urlopen(url, timeout=5) as response:  # noqa: S310 - loopback only
+    with urllib.request.urlopen(url, timeout=5) as response:
         return response.read().decode()
 
 
@@ -97,10 +97,16 @@ def _summary(text: str) -> str:
         row += "".join(f"{tokens[model].get(t, 0):>12.0f}" for t in _TOKEN_TYPES)
         lines.append(row + f"{cost.get(model, 0.0):>14.6f}")
     lines.append("-" * len(lines[0]))
-    lines.append(f"{'total':<24}{sum(requests.values()):>9.0f}" + " " * 60 + f"{sum(cost.values()):>14.6f}")
+    lines.append(
+        f"{'total':<24}{sum(requests.values()):>9.0f}" + " " * 60 + f"{sum(cost.values()):>14.6f}"
+    )
     lines.append("")
-    lines.append("cost by agent: " + ", ".join(f"{a} ${c:.6f}" for a, c in sorted(by_agent.items())))
-    lines.append("requests by outcome: " + ", ".join(f"{k}: {v:.0f}" for k, v in sorted(outcomes.items())))
+    lines.append(
+        "cost by agent: " + ", ".join(f"{a} ${c:.6f}" for a, c in sorted(by_agent.items()))
+    )
+    lines.append(
+        "requests by outcome: " + ", ".join(f"{k}: {v:.0f}" for k, v in sorted(outcomes.items()))
+    )
     return "\n".join(lines)
 
 

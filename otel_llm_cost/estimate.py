@@ -1,4 +1,5 @@
-"""Local token estimation for calls whose provider reported no usage (no network, no tokenizer files).
+"""Local token estimation for calls whose provider reported no usage (no network, no
+tokenizer files).
 
 The estimate is deliberately simple and documented: about four characters of text per token
 (the ratio OpenAI and Anthropic publish for English), plus a small per-message overhead.

@@ -23,7 +23,9 @@ from .recorder import Recorder
 
 #: True while one of our wrapped calls runs: an SDK method that calls another wrapped method
 #: (a helper calling ``create``) is still one logical call, recorded once.
-_in_call: contextvars.ContextVar[bool] = contextvars.ContextVar("otel_llm_cost_in_call", default=False)
+_in_call: contextvars.ContextVar[bool] = contextvars.ContextVar(
+    "otel_llm_cost_in_call", default=False
+)
 
 
 class CallSpec:

@@ -21,24 +21,24 @@ class CallRecord:
     """
 
     __slots__ = (
-        "provider",
+        "attribution",
+        "done",
+        "error_type",
+        "estimator",
+        "finish_reasons",
+        "first_chunk",
         "operation",
+        "provider",
         "request_model",
+        "response_id",
         "response_model",
         "server_address",
         "server_port",
-        "streaming",
-        "attribution",
-        "start_time_ns",
-        "start",
-        "first_chunk",
-        "usage",
-        "error_type",
-        "finish_reasons",
-        "response_id",
-        "estimator",
         "span",
-        "done",
+        "start",
+        "start_time_ns",
+        "streaming",
+        "usage",
     )
 
     def __init__(

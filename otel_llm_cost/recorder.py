@@ -123,7 +123,11 @@ class Recorder:
             streaming=streaming,
             attribution=current_attribution(),
         )
-        attributes: dict[str, Any] = {OPERATION: operation, PROVIDER: provider, REQUEST_MODEL: model}
+        attributes: dict[str, Any] = {
+            OPERATION: operation,
+            PROVIDER: provider,
+            REQUEST_MODEL: model,
+        }
         if server_address:
             attributes["server.address"] = server_address
         if server_port:
@@ -242,7 +246,11 @@ class Recorder:
         if total_cost is not None:
             self.request_cost.record(
                 total_cost,
-                {PROVIDER: rec.provider, OPERATION: rec.operation, REQUEST_MODEL: rec.request_model},
+                {
+                    PROVIDER: rec.provider,
+                    OPERATION: rec.operation,
+                    REQUEST_MODEL: rec.request_model,
+                },
             )
 
     def _end_span(
@@ -282,10 +290,9 @@ class Recorder:
 
 
 def error_type_of(exc: BaseException) -> str:
-    """``error.type`` for an exception: the HTTP status when the provider answered, else the class."""
+    """``error.type`` of an exception: the HTTP status if the provider answered, else the class."""
     for attr in ("status_code", "code", "status"):
         value = getattr(exc, attr, None)
         if isinstance(value, int) and 100 <= value <= 599:
             return str(value)
     return type(exc).__qualname__
-

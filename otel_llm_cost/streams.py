@@ -33,7 +33,7 @@ class Accumulator(Protocol):
 class _Finalizer:
     """Finalizes one streamed call exactly once."""
 
-    __slots__ = ("recorder", "rec", "acc")
+    __slots__ = ("acc", "rec", "recorder")
 
     def __init__(self, recorder: Recorder, rec: CallRecord, acc: Accumulator) -> None:
         self.recorder = recorder
@@ -76,9 +76,7 @@ class _CloseHook(wrapt.ObjectProxy):  # type: ignore[misc]
 
 
 class _StreamProxyBase(wrapt.ObjectProxy):  # type: ignore[misc]
-    def __init__(
-        self, wrapped: Any, recorder: Recorder, rec: CallRecord, acc: Accumulator
-    ) -> None:
+    def __init__(self, wrapped: Any, recorder: Recorder, rec: CallRecord, acc: Accumulator) -> None:
         super().__init__(wrapped)
         self._self_finalizer = _Finalizer(recorder, rec, acc)
         self._self_rec = rec
@@ -120,9 +118,7 @@ class _StreamProxyBase(wrapt.ObjectProxy):  # type: ignore[misc]
 class StreamProxy(_StreamProxyBase):
     """A synchronous stream (iterator of chunks)."""
 
-    def __init__(
-        self, wrapped: Any, recorder: Recorder, rec: CallRecord, acc: Accumulator
-    ) -> None:
+    def __init__(self, wrapped: Any, recorder: Recorder, rec: CallRecord, acc: Accumulator) -> None:
         super().__init__(wrapped, recorder, rec, acc)
         nxt = getattr(type(wrapped), "__next__", None)
         self._self_next = wrapped.__next__ if nxt is not None else iter(wrapped).__next__
@@ -166,9 +162,7 @@ class StreamProxy(_StreamProxyBase):
 class AsyncStreamProxy(_StreamProxyBase):
     """An asynchronous stream (async iterator of chunks)."""
 
-    def __init__(
-        self, wrapped: Any, recorder: Recorder, rec: CallRecord, acc: Accumulator
-    ) -> None:
+    def __init__(self, wrapped: Any, recorder: Recorder, rec: CallRecord, acc: Accumulator) -> None:
         super().__init__(wrapped, recorder, rec, acc)
         nxt = getattr(type(wrapped), "__anext__", None)
         self._self_anext = wrapped.__anext__ if nxt is not None else wrapped.__aiter__().__anext__

@@ -87,7 +87,7 @@ def check_chat_call(
     assert "error.type" not in request
 
 
-# -- chat completions ---------------------------------------------------------------------------
+# -- chat completions
 
 
 def test_chat_create_prices_cached_and_reasoning_tokens(
@@ -188,7 +188,9 @@ def test_deepseek_style_usage_without_asking(
     check_chat_call(telemetry, server, "gpt-4o-mini", "gpt-4o-mini")
 
 
-def test_chat_stream_helper(telemetry: Telemetry, server: FakeOpenAIServer, client: openai.OpenAI) -> None:
+def test_chat_stream_helper(
+    telemetry: Telemetry, server: FakeOpenAIServer, client: openai.OpenAI
+) -> None:
     with client.chat.completions.stream(model="gpt-4o-mini", messages=MESSAGES) as stream:
         kinds = [event.type for event in stream]
         final = stream.get_final_completion()
@@ -214,7 +216,9 @@ async def test_async_chat_create_and_stream(
     telemetry: Telemetry, server: FakeOpenAIServer, aclient: openai.AsyncOpenAI
 ) -> None:
     await aclient.chat.completions.create(model="gpt-4o-mini", messages=MESSAGES)
-    stream = await aclient.chat.completions.create(model="gpt-4o-mini", messages=MESSAGES, stream=True)
+    stream = await aclient.chat.completions.create(
+        model="gpt-4o-mini", messages=MESSAGES, stream=True
+    )
     async with stream:
         contents = [c.choices[0].delta.content async for c in stream if c.choices]
     assert contents
@@ -227,7 +231,7 @@ async def test_async_chat_create_and_stream(
     assert len(telemetry.spans) == 3
 
 
-# -- stream endings -----------------------------------------------------------------------------
+# -- stream endings
 
 
 def test_stream_broken_off_is_recorded_once_as_estimated(
@@ -275,15 +279,16 @@ def test_stream_cut_by_network_counts_as_failed_with_estimated_tokens(
 def test_exception_in_caller_loop_is_not_a_failure(
     telemetry: Telemetry, server: FakeOpenAIServer, client: openai.OpenAI
 ) -> None:
-    with pytest.raises(KeyError):
-        with client.chat.completions.create(model="gpt-4o-mini", messages=MESSAGES, stream=True) as s:
-            for _ in s:
-                raise KeyError("caller bug")
+    with pytest.raises(KeyError), client.chat.completions.create(
+        model="gpt-4o-mini", messages=MESSAGES, stream=True
+    ) as s:
+        for _ in s:
+            raise KeyError("caller bug")
     request = only_request(telemetry)
     assert "error.type" not in request
 
 
-# -- errors ------------------------------------------------------------------------------------
+# -- errors
 
 
 def test_rate_limit_is_a_failed_request_without_cost(
@@ -319,7 +324,7 @@ def test_connection_refused_is_recorded_by_class_name(telemetry: Telemetry) -> N
     assert only_request(telemetry)["error.type"] == "APIConnectionError"
 
 
-# -- Responses API ---------------------------------------------------------------------------------
+# -- Responses API
 
 
 def check_responses_call(telemetry: Telemetry, server: FakeOpenAIServer, model: str) -> None:
@@ -341,13 +346,19 @@ def check_responses_call(telemetry: Telemetry, server: FakeOpenAIServer, model: 
     assert only_request(telemetry)["llm.usage.source"] == "provider"
 
 
-def test_responses_create(telemetry: Telemetry, server: FakeOpenAIServer, client: openai.OpenAI) -> None:
-    server.enqueue(Script(prompt_tokens=500, cached_tokens=128, completion_tokens=90, reasoning_tokens=64))
+def test_responses_create(
+    telemetry: Telemetry, server: FakeOpenAIServer, client: openai.OpenAI
+) -> None:
+    server.enqueue(
+        Script(prompt_tokens=500, cached_tokens=128, completion_tokens=90, reasoning_tokens=64)
+    )
     client.responses.create(model="gpt-5", input="Think, then answer.")
     check_responses_call(telemetry, server, "gpt-5")
 
 
-def test_responses_stream(telemetry: Telemetry, server: FakeOpenAIServer, client: openai.OpenAI) -> None:
+def test_responses_stream(
+    telemetry: Telemetry, server: FakeOpenAIServer, client: openai.OpenAI
+) -> None:
     events = [e.type for e in client.responses.create(model="gpt-4o-mini", input="hi", stream=True)]
     assert events[-1] == "response.completed"
     check_responses_call(telemetry, server, "gpt-4o-mini")
@@ -364,7 +375,9 @@ def test_responses_stream_helper(
     check_responses_call(telemetry, server, "gpt-4o-mini")
 
 
-def test_responses_parse(telemetry: Telemetry, server: FakeOpenAIServer, client: openai.OpenAI) -> None:
+def test_responses_parse(
+    telemetry: Telemetry, server: FakeOpenAIServer, client: openai.OpenAI
+) -> None:
     server.enqueue(Script(text='{"answer": "yes"}'))
     result = client.responses.parse(model="gpt-4o-mini", input="hi", text_format=Answer)
     assert result.output_parsed == Answer(answer="yes")
@@ -382,7 +395,7 @@ async def test_async_responses(
     assert sum(p.value for p in telemetry.requests()) == 2
 
 
-# -- embeddings ------------------------------------------------------------------------------------
+# -- embeddings
 
 
 def test_embeddings(telemetry: Telemetry, server: FakeOpenAIServer, client: openai.OpenAI) -> None:
@@ -404,10 +417,12 @@ async def test_async_embeddings(
     assert telemetry.tokens() == {"input": server.exchanges[0].usage["prompt_tokens"]}
 
 
-# -- raw responses ------------------------------------------------------------------------------------
+# -- raw responses
 
 
-def test_with_raw_response(telemetry: Telemetry, server: FakeOpenAIServer, client: openai.OpenAI) -> None:
+def test_with_raw_response(
+    telemetry: Telemetry, server: FakeOpenAIServer, client: openai.OpenAI
+) -> None:
     raw = client.chat.completions.with_raw_response.create(model="gpt-4o-mini", messages=MESSAGES)
     assert raw.headers.get("content-type", "").startswith("application/json")
     completion = raw.parse()
@@ -449,7 +464,7 @@ async def test_async_with_streaming_response_stream(
     check_chat_call(telemetry, server, "gpt-4o-mini", "gpt-4o-mini")
 
 
-# -- attribution and pricing status ---------------------------------------------------------------
+# -- attribution and pricing status
 
 
 def test_usage_context_attribution(
@@ -495,7 +510,9 @@ def test_api_key_never_in_telemetry(
     telemetry: Telemetry, server: FakeOpenAIServer, client: openai.OpenAI
 ) -> None:
     client.chat.completions.create(model="gpt-4o-mini", messages=MESSAGES)
-    dumped = repr([s.to_json() for s in telemetry.spans]) + repr(telemetry.reader.get_metrics_data())
+    dumped = repr([s.to_json() for s in telemetry.spans]) + repr(
+        telemetry.reader.get_metrics_data()
+    )
     assert "sk-test-secret" not in dumped
     assert "How much does this cost" not in dumped  # no prompt text by default
 

@@ -61,7 +61,9 @@ def _target(instance: Any) -> tuple[str, str | None, int | None]:
     host = base_url.host or ""
     port = base_url.port or (443 if base_url.scheme == "https" else 80)
     provider = provider_for_host(host)
-    if provider == "openai" and type(client).__name__.startswith(("AzureOpenAI", "AsyncAzureOpenAI")):
+    if provider == "openai" and type(client).__name__.startswith(
+        ("AzureOpenAI", "AsyncAzureOpenAI")
+    ):
         provider = "azure.ai.openai"
     target = (provider, host or None, port)
     try:
@@ -181,13 +183,13 @@ class _Spec(CallSpec):
         raise NotImplementedError
 
 
-# -- chat completions -------------------------------------------------------------------------
+# -- chat completions
 
 
 class ChatAccumulator:
     """Follows a chat-completions stream: usage, model, id, finish reasons, text length."""
 
-    __slots__ = ("hide_usage_chunk", "usage", "model", "id", "finish_reasons", "chars")
+    __slots__ = ("chars", "finish_reasons", "hide_usage_chunk", "id", "model", "usage")
 
     def __init__(self, hide_usage_chunk: bool) -> None:
         self.hide_usage_chunk = hide_usage_chunk
@@ -263,7 +265,9 @@ class ChatSpec(_Spec):
 
 def _message_chars(choice: Any) -> int:
     message = getattr(choice, "message", None)
-    text = getattr(message, "content", None) if message is not None else getattr(choice, "text", None)
+    text = (
+        getattr(message, "content", None) if message is not None else getattr(choice, "text", None)
+    )
     return len(text) if isinstance(text, str) else 0
 
 
@@ -274,13 +278,13 @@ class CompletionsSpec(ChatSpec):
     prompt_keys = ("prompt",)
 
 
-# -- Responses API ----------------------------------------------------------------------------
+# -- Responses API
 
 
 class ResponsesAccumulator:
     """Follows a Responses stream: the final response carries usage, model, id and status."""
 
-    __slots__ = ("response", "chars")
+    __slots__ = ("chars", "response")
 
     def __init__(self) -> None:
         self.response: Any = None
@@ -330,7 +334,7 @@ class ResponsesSpec(_Spec):
             )
 
 
-# -- embeddings -------------------------------------------------------------------------------
+# -- embeddings
 
 
 class EmbeddingsSpec(_Spec):
@@ -346,7 +350,7 @@ class EmbeddingsSpec(_Spec):
             rec.estimator = lambda: Usage(input=self.estimate_input(state))
 
 
-# -- the instrumentor -------------------------------------------------------------------------
+# -- the instrumentor
 
 
 def _points(recorder: Recorder) -> Iterable[WrapPoint]:
@@ -359,10 +363,18 @@ def _points(recorder: Recorder) -> Iterable[WrapPoint]:
     for is_async, prefix in ((False, ""), (True, "Async")):
         yield WrapPoint(chat_mod, f"{prefix}Completions.create", chat, is_async)
         yield WrapPoint(chat_mod, f"{prefix}Completions.parse", chat, is_async)
-        yield WrapPoint("openai.resources.responses", f"{prefix}Responses.create", responses, is_async)
-        yield WrapPoint("openai.resources.responses", f"{prefix}Responses.parse", responses, is_async)
-        yield WrapPoint("openai.resources.embeddings", f"{prefix}Embeddings.create", embeddings, is_async)
-        yield WrapPoint("openai.resources.completions", f"{prefix}Completions.create", completions, is_async)
+        yield WrapPoint(
+            "openai.resources.responses", f"{prefix}Responses.create", responses, is_async
+        )
+        yield WrapPoint(
+            "openai.resources.responses", f"{prefix}Responses.parse", responses, is_async
+        )
+        yield WrapPoint(
+            "openai.resources.embeddings", f"{prefix}Embeddings.create", embeddings, is_async
+        )
+        yield WrapPoint(
+            "openai.resources.completions", f"{prefix}Completions.create", completions, is_async
+        )
 
 
 class OpenAIInstrumentor(LLMCostInstrumentor):
