@@ -55,31 +55,77 @@ def _leave(tokens: tuple[object, contextvars.Token[bool]]) -> None:
     otel_context.detach(tokens[0])  # type: ignore[arg-type]
 
 
+def call_sync(
+    recorder: Recorder,
+    spec: CallSpec,
+    where: str,
+    wrapped: Callable[..., Any],
+    instance: Any,
+    args: Any,
+    kwargs: Any,
+) -> Any:
+    """Make one synchronous SDK call and record it; faults of ours never reach the caller."""
+    if _in_call.get():
+        return wrapped(*args, **kwargs)
+    try:
+        rec, call_kwargs, state = spec.begin(recorder, instance, args, kwargs)
+        tokens = _enter(rec)
+    except Exception as exc:
+        _log.internal_error(where, exc)
+        return wrapped(*args, **kwargs)
+    try:
+        result = wrapped(*args, **call_kwargs)
+    except BaseException as exc:
+        _leave(tokens)
+        recorder.fail(rec, exc)
+        raise
+    _leave(tokens)
+    try:
+        return spec.on_result(recorder, rec, result, state)
+    except Exception as exc:
+        _log.internal_error(where, exc)
+        recorder.finish(rec)
+        return result
+
+
+async def call_async(
+    recorder: Recorder,
+    spec: CallSpec,
+    where: str,
+    wrapped: Callable[..., Any],
+    instance: Any,
+    args: Any,
+    kwargs: Any,
+) -> Any:
+    """Make one asynchronous SDK call (``wrapped`` returns an awaitable) and record it."""
+    if _in_call.get():
+        return await wrapped(*args, **kwargs)
+    try:
+        rec, call_kwargs, state = spec.begin(recorder, instance, args, kwargs)
+        tokens = _enter(rec)
+    except Exception as exc:
+        _log.internal_error(where, exc)
+        return await wrapped(*args, **kwargs)
+    try:
+        result = await wrapped(*args, **call_kwargs)
+    except BaseException as exc:
+        _leave(tokens)
+        recorder.fail(rec, exc)
+        raise
+    _leave(tokens)
+    try:
+        return spec.on_result(recorder, rec, result, state)
+    except Exception as exc:
+        _log.internal_error(where, exc)
+        recorder.finish(rec)
+        return result
+
+
 def sync_wrapper(recorder: Recorder, spec: CallSpec, where: str) -> Callable[..., Any]:
     """A wrapt wrapper recording every call of a synchronous SDK method."""
 
     def wrapper(wrapped: Callable[..., Any], instance: Any, args: Any, kwargs: Any) -> Any:
-        if _in_call.get():
-            return wrapped(*args, **kwargs)
-        try:
-            rec, call_kwargs, state = spec.begin(recorder, instance, args, kwargs)
-            tokens = _enter(rec)
-        except Exception as exc:
-            _log.internal_error(where, exc)
-            return wrapped(*args, **kwargs)
-        try:
-            result = wrapped(*args, **call_kwargs)
-        except BaseException as exc:
-            _leave(tokens)
-            recorder.fail(rec, exc)
-            raise
-        _leave(tokens)
-        try:
-            return spec.on_result(recorder, rec, result, state)
-        except Exception as exc:
-            _log.internal_error(where, exc)
-            recorder.finish(rec)
-            return result
+        return call_sync(recorder, spec, where, wrapped, instance, args, kwargs)
 
     return wrapper
 
@@ -88,27 +134,7 @@ def async_wrapper(recorder: Recorder, spec: CallSpec, where: str) -> Callable[..
     """A wrapt wrapper recording every call of an ``async def`` SDK method."""
 
     async def wrapper(wrapped: Callable[..., Any], instance: Any, args: Any, kwargs: Any) -> Any:
-        if _in_call.get():
-            return await wrapped(*args, **kwargs)
-        try:
-            rec, call_kwargs, state = spec.begin(recorder, instance, args, kwargs)
-            tokens = _enter(rec)
-        except Exception as exc:
-            _log.internal_error(where, exc)
-            return await wrapped(*args, **kwargs)
-        try:
-            result = await wrapped(*args, **call_kwargs)
-        except BaseException as exc:
-            _leave(tokens)
-            recorder.fail(rec, exc)
-            raise
-        _leave(tokens)
-        try:
-            return spec.on_result(recorder, rec, result, state)
-        except Exception as exc:
-            _log.internal_error(where, exc)
-            recorder.finish(rec)
-            return result
+        return await call_async(recorder, spec, where, wrapped, instance, args, kwargs)
 
     return wrapper
 
@@ -119,8 +145,10 @@ class WrapPoint:
 
     module: str
     name: str
-    spec: CallSpec
+    spec: CallSpec | None = None
     is_async: bool = False
+    #: A ready wrapt wrapper, for methods that need more than ``spec`` (e.g. stream helpers).
+    wrapper: Callable[..., Any] | None = None
 
 
 _recorder_lock = threading.Lock()
@@ -159,6 +187,10 @@ class LLMCostInstrumentor(BaseInstrumentor):  # type: ignore[misc]
     def wrap_points(self, recorder: Recorder) -> Iterable[WrapPoint]:
         raise NotImplementedError
 
+    def patches(self, **kwargs: Any) -> Iterable[tuple[Any, str, Any]]:
+        """Plain attributes to replace while instrumented: ``(owner, name, new value)``."""
+        return ()
+
     def _instrument(self, **kwargs: Any) -> None:
         self._wrapped: list[tuple[Any, str]] = []
         conflict = get_dependency_conflicts(list(self._instruments))
@@ -179,6 +211,13 @@ class LLMCostInstrumentor(BaseInstrumentor):  # type: ignore[misc]
         )
         for point in self.wrap_points(recorder):
             self._wrap(point, recorder)
+        self._patched: list[tuple[Any, str, Any]] = []
+        try:
+            for owner, name, value in self.patches(**kwargs):
+                self._patched.append((owner, name, owner.__dict__[name]))
+                setattr(owner, name, value)
+        except Exception as exc:
+            _log.internal_error(f"patching {type(self).__name__}", exc)
 
     def _wrap(self, point: WrapPoint, recorder: Recorder) -> None:
         try:
@@ -189,10 +228,14 @@ class LLMCostInstrumentor(BaseInstrumentor):  # type: ignore[misc]
         except (ImportError, AttributeError):
             _log.logger.debug("otel-llm-cost: %s.%s not found, skipped", point.module, point.name)
             return
-        make = async_wrapper if point.is_async else sync_wrapper
         where = f"{point.module}.{point.name}"
+        wrapper = point.wrapper
+        if wrapper is None:
+            assert point.spec is not None
+            make = async_wrapper if point.is_async else sync_wrapper
+            wrapper = make(recorder, point.spec, where)
         try:
-            wrapt.wrap_function_wrapper(owner, attr, make(recorder, point.spec, where))
+            wrapt.wrap_function_wrapper(owner, attr, wrapper)
         except Exception as exc:
             _log.internal_error(f"wrapping {where}", exc)
             return
@@ -202,3 +245,6 @@ class LLMCostInstrumentor(BaseInstrumentor):  # type: ignore[misc]
         for owner, attr in reversed(getattr(self, "_wrapped", [])):
             unwrap(owner, attr)
         self._wrapped = []
+        for owner, name, original in reversed(getattr(self, "_patched", [])):
+            setattr(owner, name, original)
+        self._patched = []
