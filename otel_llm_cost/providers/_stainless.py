@@ -9,8 +9,12 @@ from typing import Any
 
 import wrapt
 
+from .. import estimate
+from ..instrumentor import CallSpec
 from ..record import CallRecord
 from ..recorder import Recorder
+from ..streams import AsyncStreamProxy, StreamProxy
+from ..usage import Usage
 
 RAW_RESPONSE_HEADER = "X-Stainless-Raw-Response"
 
@@ -97,3 +101,111 @@ def wrap_raw_response(
         if getattr(http, "is_stream_consumed", False) or hasattr(http, "_content"):
             proxy.parse()
     return proxy
+
+
+def is_stream(result: Any) -> bool:
+    return hasattr(result, "response") and (
+        hasattr(type(result), "__next__") or hasattr(type(result), "__anext__")
+    )
+
+
+def wrap_stream(recorder: Recorder, rec: CallRecord, stream: Any, acc: Any) -> Any:
+    proxy = AsyncStreamProxy if hasattr(type(stream), "__anext__") else StreamProxy
+    return proxy(stream, recorder, rec, acc)
+
+
+class StainlessSpec(CallSpec):
+    """The request side and the result dispatch shared by the Stainless SDKs' endpoints.
+
+    Subclasses give ``operation``, ``target()``, ``accumulator()`` and ``read_response()``.
+    """
+
+    operation = "chat"
+    prompt_keys: tuple[str, ...] = ("messages",)
+
+    def __init__(self, settings_stream_usage: bool = True) -> None:
+        self.stream_usage = settings_stream_usage
+
+    def begin(
+        self, recorder: Recorder, instance: Any, args: tuple[Any, ...], kwargs: dict[str, Any]
+    ) -> tuple[CallRecord, dict[str, Any], Any]:
+        provider, address, port = self.target(instance)
+        streaming = kwargs.get("stream") is True
+        rec = recorder.start(
+            provider,
+            self.operation,
+            kwargs.get("model"),
+            server_address=address,
+            server_port=port,
+            streaming=streaming,
+        )
+        call_kwargs, hide_usage_chunk = self.prepare(kwargs, streaming)
+        return rec, call_kwargs, (call_kwargs, hide_usage_chunk)
+
+    def prepare(self, kwargs: dict[str, Any], streaming: bool) -> tuple[dict[str, Any], bool]:
+        """The keyword arguments to call with, and whether an added usage chunk must be hidden."""
+        return kwargs, False
+
+    def on_result(self, recorder: Recorder, rec: CallRecord, result: Any, state: Any) -> Any:
+        if is_raw_response(result):
+            return wrap_raw_response(
+                recorder,
+                rec,
+                result,
+                lambda parsed: self.on_parsed(recorder, rec, parsed, state),
+                rec.streaming,
+            )
+        return self.on_parsed(recorder, rec, result, state)
+
+    def on_parsed(self, recorder: Recorder, rec: CallRecord, result: Any, state: Any) -> Any:
+        if is_stream(result):
+            acc = self.accumulator(state)
+            rec.estimator = lambda: Usage(
+                input=self.estimate_input(state), output=estimate.tokens_for_chars(acc.chars)
+            )
+            return wrap_stream(recorder, rec, result, acc)
+        self.read_response(rec, result, state)
+        recorder.finish(rec)
+        return result
+
+    def target(self, instance: Any) -> tuple[str, str | None, int | None]:
+        """(``gen_ai.provider.name``, server address, server port) of the call."""
+        raise NotImplementedError
+
+    def estimate_input(self, state: Any) -> int:
+        kwargs = state[0]
+        return sum(estimate.input_tokens(kwargs.get(key)) for key in self.prompt_keys)
+
+    def accumulator(self, state: Any) -> Any:
+        raise NotImplementedError
+
+    def read_response(self, rec: CallRecord, response: Any, state: Any) -> None:
+        raise NotImplementedError
+
+
+def client_target(
+    instance: Any, provider_of: Callable[[Any, str], str]
+) -> tuple[str, str | None, int | None]:
+    """(provider, server.address, server.port) of the client behind a resource, cached on it.
+
+    ``provider_of(client, host)`` names the provider; the answer is kept on the client and
+    recomputed only if its ``base_url`` changes.
+    """
+    client = getattr(instance, "_client", None)
+    base_url = getattr(client, "base_url", None)
+    if base_url is None:
+        return provider_of(client, ""), None, None
+    cached = getattr(client, _TARGET_ATTR, None)
+    if cached is not None and cached[0] is base_url:
+        return cached[1]  # type: ignore[no-any-return]
+    host = base_url.host or ""
+    port = base_url.port or (443 if base_url.scheme == "https" else 80)
+    target = (provider_of(client, host), host or None, port)
+    try:
+        setattr(client, _TARGET_ATTR, (base_url, target))
+    except Exception:
+        pass
+    return target
+
+
+_TARGET_ATTR = "_otel_llm_cost_target"

@@ -10,10 +10,9 @@ from collections.abc import Iterable
 from typing import Any
 
 from .. import estimate
-from ..instrumentor import CallSpec, LLMCostInstrumentor, WrapPoint
+from ..instrumentor import LLMCostInstrumentor, WrapPoint
 from ..record import CallRecord
 from ..recorder import Recorder
-from ..streams import AsyncStreamProxy, StreamProxy
 from ..usage import Usage, count, from_totals
 from . import _stainless
 
@@ -37,7 +36,6 @@ _HOST_PROVIDERS: tuple[tuple[str, str], ...] = (
     ("aiplatform.googleapis.com", "gcp.vertex_ai"),
     (".amazonaws.com", "aws.bedrock"),
 )
-_TARGET_ATTR = "_otel_llm_cost_target"
 
 
 def provider_for_host(host: str) -> str:
@@ -49,28 +47,17 @@ def provider_for_host(host: str) -> str:
     return "openai"
 
 
-def _target(instance: Any) -> tuple[str, str | None, int | None]:
-    """(provider, server.address, server.port) of the client behind a resource, cached on it."""
-    client = getattr(instance, "_client", None)
-    base_url = getattr(client, "base_url", None)
-    if base_url is None:
-        return "openai", None, None
-    cached = getattr(client, _TARGET_ATTR, None)
-    if cached is not None and cached[0] is base_url:
-        return cached[1]
-    host = base_url.host or ""
-    port = base_url.port or (443 if base_url.scheme == "https" else 80)
+def _provider_of(client: Any, host: str) -> str:
     provider = provider_for_host(host)
     if provider == "openai" and type(client).__name__.startswith(
         ("AzureOpenAI", "AsyncAzureOpenAI")
     ):
-        provider = "azure.ai.openai"
-    target = (provider, host or None, port)
-    try:
-        setattr(client, _TARGET_ATTR, (base_url, target))
-    except Exception:
-        pass
-    return target
+        return "azure.ai.openai"
+    return provider
+
+
+def _target(instance: Any) -> tuple[str, str | None, int | None]:
+    return _stainless.client_target(instance, _provider_of)
 
 
 def _details(obj: Any, name: str) -> Any:
@@ -110,77 +97,11 @@ def embeddings_usage(usage: Any) -> Usage:
     return from_totals(getattr(usage, "prompt_tokens", 0), 0)
 
 
-def _is_stream(result: Any) -> bool:
-    return hasattr(result, "response") and (
-        hasattr(type(result), "__next__") or hasattr(type(result), "__anext__")
-    )
+class _Spec(_stainless.StainlessSpec):
+    """What the openai endpoints share: where the client points."""
 
-
-def _wrap_stream(recorder: Recorder, rec: CallRecord, stream: Any, acc: Any) -> Any:
-    proxy = AsyncStreamProxy if hasattr(type(stream), "__anext__") else StreamProxy
-    return proxy(stream, recorder, rec, acc)
-
-
-class _Spec(CallSpec):
-    """What the openai endpoints share: the request side and the result dispatch."""
-
-    operation = "chat"
-    prompt_keys: tuple[str, ...] = ("messages",)
-
-    def __init__(self, settings_stream_usage: bool = True) -> None:
-        self.stream_usage = settings_stream_usage
-
-    def begin(
-        self, recorder: Recorder, instance: Any, args: tuple[Any, ...], kwargs: dict[str, Any]
-    ) -> tuple[CallRecord, dict[str, Any], Any]:
-        provider, address, port = _target(instance)
-        streaming = kwargs.get("stream") is True
-        rec = recorder.start(
-            provider,
-            self.operation,
-            kwargs.get("model"),
-            server_address=address,
-            server_port=port,
-            streaming=streaming,
-        )
-        call_kwargs, hide_usage_chunk = self.prepare(kwargs, streaming)
-        return rec, call_kwargs, (call_kwargs, hide_usage_chunk)
-
-    def prepare(self, kwargs: dict[str, Any], streaming: bool) -> tuple[dict[str, Any], bool]:
-        """The keyword arguments to call with, and whether an added usage chunk must be hidden."""
-        return kwargs, False
-
-    def on_result(self, recorder: Recorder, rec: CallRecord, result: Any, state: Any) -> Any:
-        if _stainless.is_raw_response(result):
-            return _stainless.wrap_raw_response(
-                recorder,
-                rec,
-                result,
-                lambda parsed: self.on_parsed(recorder, rec, parsed, state),
-                rec.streaming,
-            )
-        return self.on_parsed(recorder, rec, result, state)
-
-    def on_parsed(self, recorder: Recorder, rec: CallRecord, result: Any, state: Any) -> Any:
-        if _is_stream(result):
-            acc = self.accumulator(state)
-            rec.estimator = lambda: Usage(
-                input=self.estimate_input(state), output=estimate.tokens_for_chars(acc.chars)
-            )
-            return _wrap_stream(recorder, rec, result, acc)
-        self.read_response(rec, result, state)
-        recorder.finish(rec)
-        return result
-
-    def estimate_input(self, state: Any) -> int:
-        kwargs = state[0]
-        return sum(estimate.input_tokens(kwargs.get(key)) for key in self.prompt_keys)
-
-    def accumulator(self, state: Any) -> Any:
-        raise NotImplementedError
-
-    def read_response(self, rec: CallRecord, response: Any, state: Any) -> None:
-        raise NotImplementedError
+    def target(self, instance: Any) -> tuple[str, str | None, int | None]:
+        return _target(instance)
 
 
 # -- chat completions
