@@ -25,9 +25,17 @@ __all__ = [
 
 def instrumentors() -> list[Any]:
     """The instrumentor of every provider SDK this package supports (installed or not)."""
+    from .providers.anthropic import AnthropicInstrumentor
+    from .providers.google_genai import GoogleGenAIInstrumentor
+    from .providers.google_generativeai import GoogleGenerativeAIInstrumentor
     from .providers.openai import OpenAIInstrumentor
 
-    return [OpenAIInstrumentor()]
+    return [
+        OpenAIInstrumentor(),
+        AnthropicInstrumentor(),
+        GoogleGenAIInstrumentor(),
+        GoogleGenerativeAIInstrumentor(),
+    ]
 
 
 def instrument(**options: Any) -> None:

@@ -1,0 +1,285 @@
+"""The anthropic SDK: ``messages.create`` (streamed or not), ``messages.parse``, the
+``messages.stream()`` helpers (sync and async), the ``beta.messages`` namespace, raw-response
+paths, and the Bedrock / Vertex clients that use the same resource classes.
+
+Only translation lives here. ``messages.count_tokens`` is not a generation and is not wrapped.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from typing import Any
+
+from .. import estimate
+from ..instrumentor import CallSpec, LLMCostInstrumentor, WrapPoint, call_async, call_sync
+from ..record import CallRecord
+from ..recorder import Recorder
+from ..usage import Usage, count
+from . import _stainless
+
+_SUPPORTED = "anthropic >= 0.40, < 3"
+
+_MESSAGES = "anthropic.resources.messages"
+_BETA_MESSAGES = "anthropic.resources.beta.messages"
+
+
+def _provider_of(client: Any, host: str) -> str:
+    # The SDK names its own provider per client class: anthropic, aws.bedrock, gcp.vertex_ai.
+    name = getattr(client, "_gen_ai_provider_name", None)
+    if isinstance(name, str) and name:
+        return name
+    kind = type(client).__name__
+    if "Bedrock" in kind:
+        return "aws.bedrock"
+    if "Vertex" in kind:
+        return "gcp.vertex_ai"
+    return "anthropic"
+
+
+def anthropic_usage(
+    input_tokens: object,
+    output_tokens: object,
+    cache_read: object = 0,
+    cache_write: object = 0,
+    cache_write_1h: object = 0,
+    thinking: object = 0,
+) -> Usage:
+    """The partition from Anthropic's counts: ``input_tokens`` excludes cache reads and writes;
+    ``output_tokens`` includes thinking (split out only when the API reports it)."""
+    write = count(cache_write)
+    out = count(output_tokens)
+    think = min(count(thinking), out)
+    return Usage(
+        input=count(input_tokens),
+        cache_read=count(cache_read),
+        cache_write=write,
+        output=out - think,
+        reasoning=think,
+        cache_write_1h=min(count(cache_write_1h), write),
+    )
+
+
+def _thinking(usage: Any) -> object:
+    details = getattr(usage, "output_tokens_details", None)
+    return getattr(details, "thinking_tokens", 0) if details is not None else 0
+
+
+def _one_hour(usage: Any) -> object:
+    creation = getattr(usage, "cache_creation", None)
+    return getattr(creation, "ephemeral_1h_input_tokens", 0) if creation is not None else 0
+
+
+def message_usage(usage: Any) -> Usage:
+    """Partition of a ``Message.usage``."""
+    return anthropic_usage(
+        getattr(usage, "input_tokens", 0),
+        getattr(usage, "output_tokens", 0),
+        getattr(usage, "cache_read_input_tokens", 0),
+        getattr(usage, "cache_creation_input_tokens", 0),
+        _one_hour(usage),
+        _thinking(usage),
+    )
+
+
+class MessageAccumulator:
+    """Follows a raw Messages event stream.
+
+    ``message_start`` carries input and cache counts (and a placeholder output count);
+    ``message_delta`` usage is cumulative: each field present overwrites, absent ones stay.
+    """
+
+    __slots__ = ("chars", "counts", "id", "model", "seen_usage", "stop_reason")
+
+    _FIELDS = (
+        "input_tokens",
+        "output_tokens",
+        "cache_read_input_tokens",
+        "cache_creation_input_tokens",
+    )
+
+    def __init__(self) -> None:
+        self.counts: dict[str, object] = {}
+        self.model: str | None = None
+        self.id: str | None = None
+        self.stop_reason: str | None = None
+        self.chars = 0
+        self.seen_usage = False
+
+    def _merge(self, usage: Any) -> None:
+        if usage is None:
+            return
+        counts = self.counts
+        for name in self._FIELDS:
+            value = getattr(usage, name, None)
+            if value is not None:
+                counts[name] = value
+        one_hour = _one_hour(usage)
+        if one_hour:
+            counts["1h"] = one_hour
+        thinking = _thinking(usage)
+        if thinking:
+            counts["thinking"] = thinking
+
+    def on_chunk(self, event: Any) -> bool:
+        kind = event.type
+        if kind == "content_block_delta":
+            delta = event.delta
+            text = getattr(delta, "text", None) or getattr(delta, "thinking", None)
+            if text:
+                self.chars += len(text)
+        elif kind == "message_start":
+            message = event.message
+            self.model = message.model
+            self.id = message.id
+            self._merge(message.usage)
+        elif kind == "message_delta":
+            self.seen_usage = True
+            self._merge(event.usage)
+            self.stop_reason = getattr(event.delta, "stop_reason", None) or self.stop_reason
+        return False
+
+    def finish(self, rec: CallRecord) -> None:
+        rec.response_model = self.model
+        rec.response_id = self.id
+        if self.stop_reason:
+            rec.finish_reasons = [self.stop_reason]
+        # Without message_delta the output count is message_start's placeholder: not usage.
+        if self.seen_usage:
+            c = self.counts
+            rec.usage = anthropic_usage(
+                c.get("input_tokens"),
+                c.get("output_tokens"),
+                c.get("cache_read_input_tokens"),
+                c.get("cache_creation_input_tokens"),
+                c.get("1h", 0),
+                c.get("thinking", 0),
+            )
+        elif "input_tokens" in self.counts:
+            c = self.counts
+            chars = self.chars
+            rec.estimator = lambda: anthropic_usage(
+                c.get("input_tokens"),
+                estimate.tokens_for_chars(chars),
+                c.get("cache_read_input_tokens"),
+                c.get("cache_creation_input_tokens"),
+                c.get("1h", 0),
+            )
+
+
+class MessagesSpec(_stainless.StainlessSpec):
+    operation = "chat"
+    prompt_keys = ("messages", "system")
+
+    def target(self, instance: Any) -> tuple[str, str | None, int | None]:
+        return _stainless.client_target(instance, _provider_of)
+
+    def accumulator(self, state: Any) -> MessageAccumulator:
+        return MessageAccumulator()
+
+    def read_response(self, rec: CallRecord, response: Any, state: Any) -> None:
+        rec.response_model = getattr(response, "model", None)
+        rec.response_id = getattr(response, "id", None)
+        stop = getattr(response, "stop_reason", None)
+        if stop:
+            rec.finish_reasons = [stop]
+        usage = getattr(response, "usage", None)
+        if usage is not None:
+            rec.usage = message_usage(usage)
+
+
+class _StreamRequestSpec(MessagesSpec):
+    """The request a ``messages.stream()`` manager makes when entered: always a stream."""
+
+    def begin(
+        self, recorder: Recorder, instance: Any, args: tuple[Any, ...], kwargs: dict[str, Any]
+    ) -> tuple[CallRecord, dict[str, Any], Any]:
+        rec, _, _ = super().begin(recorder, instance, args, {**kwargs, "stream": True})
+        return rec, {}, (kwargs, False)
+
+
+def _hook_manager(
+    manager: Any, recorder: Recorder, spec: CallSpec, instance: Any, kwargs: dict[str, Any]
+) -> None:
+    """Make the stream manager's deferred request go through the recorder.
+
+    The ``stream()`` helpers do not call ``create()``: they build a manager holding the request
+    (a callable, or an un-awaited coroutine for async), made when the manager is entered. We
+    replace that request with one that records the call and wraps the raw event stream, so
+    every way of consuming it (iteration, ``text_stream``, ``get_final_message()``,
+    ``until_done()``) passes the events through our accumulator.
+    """
+    name = next((n for n in vars(manager) if n.endswith("__api_request")), None)
+    if name is None:
+        raise AttributeError(f"{type(manager).__name__} has no deferred request")
+    original = vars(manager)[name]
+    where = f"{type(manager).__name__} request"
+    if callable(original):
+        request = original
+
+        def make_request() -> Any:
+            return call_sync(recorder, spec, where, lambda: request(), instance, (), kwargs)
+
+        setattr(manager, name, make_request)
+    else:
+        awaitable = original
+
+        async def _await() -> Any:
+            return await awaitable
+
+        setattr(manager, name, call_async(recorder, spec, where, _await, instance, (), kwargs))
+
+
+def _stream_helper_wrapper(recorder: Recorder) -> Any:
+    spec = _StreamRequestSpec()
+
+    def wrapper(wrapped: Any, instance: Any, args: Any, kwargs: Any) -> Any:
+        manager = wrapped(*args, **kwargs)
+        try:
+            _hook_manager(manager, recorder, spec, instance, kwargs)
+        except Exception as exc:
+            from .. import _log
+
+            _log.internal_error("anthropic messages.stream", exc)
+        return manager
+
+    return wrapper
+
+
+def _points(recorder: Recorder) -> Iterable[WrapPoint]:
+    messages = MessagesSpec()
+    helper = _stream_helper_wrapper(recorder)
+    for module in (_MESSAGES, _BETA_MESSAGES):
+        for is_async, prefix in ((False, ""), (True, "Async")):
+            yield WrapPoint(module, f"{prefix}Messages.create", messages, is_async)
+            yield WrapPoint(module, f"{prefix}Messages.parse", messages, is_async)
+            yield WrapPoint(module, f"{prefix}Messages.stream", wrapper=helper)
+
+
+def _no_sdk_tracer(self: Any) -> None:
+    """Stands in for the SDK's own ``_tracer`` while we record: one span per call, ours."""
+    return None
+
+
+class AnthropicInstrumentor(LLMCostInstrumentor):
+    """Records cost and usage of every Messages call made with the ``anthropic`` SDK.
+
+    The SDK (2.x) emits its own OpenTelemetry span per call. While this instrumentation is
+    active that span is switched off, so each call has exactly one span: ours, with the GenAI
+    attributes plus cost and attribution. Pass ``keep_sdk_spans=True`` to ``instrument()`` to
+    keep the SDK's span as well (two spans per call).
+    """
+
+    _instruments = (_SUPPORTED,)
+
+    def wrap_points(self, recorder: Recorder) -> Iterable[WrapPoint]:
+        return _points(recorder)
+
+    def patches(self, **kwargs: Any) -> Iterable[tuple[Any, str, Any]]:
+        if kwargs.get("keep_sdk_spans"):
+            return
+        try:
+            from anthropic._base_client import BaseClient
+        except ImportError:
+            return
+        if "_tracer" in BaseClient.__dict__:
+            yield BaseClient, "_tracer", property(_no_sdk_tracer)

@@ -1,0 +1,91 @@
+"""The google-genai SDK: ``client.models.generate_content`` / ``generate_content_stream``, their
+``client.aio`` equivalents, and chats (which call them), over the Gemini API or Vertex AI.
+
+The wrap points are the SDK's per-request methods (``_generate_content`` and
+``_generate_content_stream``), so automatic function calling and automatic continuation,
+which make several billed requests inside one public call, are recorded request by request.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from typing import Any
+from urllib.parse import urlsplit
+
+from .. import estimate
+from ..instrumentor import CallSpec, LLMCostInstrumentor, WrapPoint
+from ..record import CallRecord
+from ..recorder import Recorder
+from ..streams import AsyncStreamProxy, StreamProxy
+from ..usage import Usage
+from ._gemini import GeminiAccumulator, model_id, read_gemini_response
+
+_SUPPORTED = "google-genai >= 1.0, < 4"
+_MODULE = "google.genai.models"
+
+
+def _target(instance: Any) -> tuple[str, str | None, int | None]:
+    client = getattr(instance, "_api_client", None)
+    provider = "gcp.vertex_ai" if getattr(client, "vertexai", False) else "gcp.gemini"
+    options = getattr(client, "_http_options", None)
+    base_url = getattr(options, "base_url", None)
+    if not isinstance(base_url, str):
+        return provider, None, None
+    parts = urlsplit(base_url)
+    port = parts.port or (443 if parts.scheme == "https" else 80)
+    return provider, parts.hostname, port
+
+
+def _estimate_input(kwargs: dict[str, Any]) -> int:
+    return estimate.input_tokens(kwargs.get("contents"))
+
+
+class GenerateSpec(CallSpec):
+    def __init__(self, streaming: bool) -> None:
+        self.streaming = streaming
+
+    def begin(
+        self, recorder: Recorder, instance: Any, args: tuple[Any, ...], kwargs: dict[str, Any]
+    ) -> tuple[CallRecord, dict[str, Any], Any]:
+        provider, address, port = _target(instance)
+        rec = recorder.start(
+            provider,
+            "generate_content",
+            model_id(kwargs.get("model")),
+            server_address=address,
+            server_port=port,
+            streaming=self.streaming,
+        )
+        return rec, kwargs, kwargs
+
+    def on_result(self, recorder: Recorder, rec: CallRecord, result: Any, state: Any) -> Any:
+        if self.streaming:
+            acc = GeminiAccumulator()
+            rec.estimator = lambda: Usage(
+                input=_estimate_input(state), output=estimate.tokens_for_chars(acc.chars)
+            )
+            proxy = AsyncStreamProxy if hasattr(result, "__aiter__") else StreamProxy
+            return proxy(result, recorder, rec, acc)
+        chars = read_gemini_response(rec, result)
+        if rec.usage is None:
+            rec.estimator = lambda: Usage(
+                input=_estimate_input(state), output=estimate.tokens_for_chars(chars)
+            )
+        recorder.finish(rec)
+        return result
+
+
+def _points() -> Iterable[WrapPoint]:
+    once, stream = GenerateSpec(False), GenerateSpec(True)
+    for is_async, prefix in ((False, ""), (True, "Async")):
+        yield WrapPoint(_MODULE, f"{prefix}Models._generate_content", once, is_async)
+        yield WrapPoint(_MODULE, f"{prefix}Models._generate_content_stream", stream, is_async)
+
+
+class GoogleGenAIInstrumentor(LLMCostInstrumentor):
+    """Records cost and usage of every generate_content request made with ``google-genai``."""
+
+    _instruments = (_SUPPORTED,)
+
+    def wrap_points(self, recorder: Recorder) -> Iterable[WrapPoint]:
+        return _points()
