@@ -2,6 +2,14 @@
 
 from __future__ import annotations
 
+from .anthropic_server import AnthropicExchange, AnthropicScript, FakeAnthropicServer
 from .openai_server import Exchange, FakeOpenAIServer, Script
 
-__all__ = ["Exchange", "FakeOpenAIServer", "Script"]
+__all__ = [
+    "AnthropicExchange",
+    "AnthropicScript",
+    "Exchange",
+    "FakeAnthropicServer",
+    "FakeOpenAIServer",
+    "Script",
+]
