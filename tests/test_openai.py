@@ -279,9 +279,10 @@ def test_stream_cut_by_network_counts_as_failed_with_estimated_tokens(
 def test_exception_in_caller_loop_is_not_a_failure(
     telemetry: Telemetry, server: FakeOpenAIServer, client: openai.OpenAI
 ) -> None:
-    with pytest.raises(KeyError), client.chat.completions.create(
-        model="gpt-4o-mini", messages=MESSAGES, stream=True
-    ) as s:
+    with (
+        pytest.raises(KeyError),
+        client.chat.completions.create(model="gpt-4o-mini", messages=MESSAGES, stream=True) as s,
+    ):
         for _ in s:
             raise KeyError("caller bug")
     request = only_request(telemetry)
@@ -525,3 +526,56 @@ def test_uninstrument_restores_methods() -> None:
     assert Completions.create is not before
     otel_llm_cost.uninstrument()
     assert Completions.create is before
+
+
+# -- OpenAI-compatible providers ------------------------------------------------------------------
+
+
+class _ToLoopback:
+    """An httpx2 transport that sends every request to the fake server on 127.0.0.1, whatever
+    host the client was configured with (so no traffic leaves the machine)."""
+
+    def __init__(self, port: int) -> None:
+        import httpx2
+
+        self._inner = httpx2.HTTPTransport()
+        self._port = port
+
+    def handle_request(self, request: Any) -> Any:
+        path = request.url.path
+        request.url = request.url.copy_with(
+            scheme="http", host="127.0.0.1", port=self._port, path=path[path.find("/v1/") :]
+        )
+        return self._inner.handle_request(request)
+
+    def close(self) -> None:
+        self._inner.close()
+
+
+@pytest.mark.parametrize(
+    ("base_url", "provider", "model"),
+    [
+        ("https://api.deepseek.com/v1", "deepseek", "deepseek-chat"),
+        ("https://api.mistral.ai/v1", "mistral_ai", "mistral-large-latest"),
+        ("https://api.groq.com/openai/v1", "groq", "llama-3.3-70b-versatile"),
+    ],
+)
+def test_openai_compatible_provider_is_attributed_and_priced(
+    telemetry: Telemetry, server: FakeOpenAIServer, base_url: str, provider: str, model: str
+) -> None:
+    import httpx2
+
+    from .expected import genai_cost
+
+    transport = _ToLoopback(server.port)
+    http_client = httpx2.Client(transport=transport)  # type: ignore[arg-type]
+    client = openai.OpenAI(base_url=base_url, api_key="k", http_client=http_client, max_retries=0)
+    server.enqueue(Script(prompt_tokens=1000, completion_tokens=200))
+    client.chat.completions.create(model=model, messages=MESSAGES)
+    request = only_request(telemetry)
+    assert request["gen_ai.provider.name"] == provider
+    assert request["llm.price.status"] == "catalog"
+    ids = {"deepseek": "deepseek", "mistral_ai": "mistral", "groq": "groq"}
+    expected = genai_cost(ids[provider], model, input_tokens=1000, output_tokens=200)
+    assert close_to(telemetry.total("llm.cost"), expected)
+    assert telemetry.spans[0].attributes["server.address"] == base_url.split("/")[2]
