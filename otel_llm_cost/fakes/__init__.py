@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from .anthropic_server import AnthropicExchange, AnthropicScript, FakeAnthropicServer
+from .gemini_server import FakeGeminiServer, GeminiExchange, GeminiScript
 from .openai_server import Exchange, FakeOpenAIServer, Script
 
 __all__ = [
@@ -10,6 +11,9 @@ __all__ = [
     "AnthropicScript",
     "Exchange",
     "FakeAnthropicServer",
+    "FakeGeminiServer",
     "FakeOpenAIServer",
+    "GeminiExchange",
+    "GeminiScript",
     "Script",
 ]

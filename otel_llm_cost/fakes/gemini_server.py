@@ -160,7 +160,7 @@ EMBEDDING_DIMENSIONS = 8
 #: The gRPC service the legacy SDK talks to.
 GRPC_SERVICE = "google.ai.generativelanguage.v1beta.GenerativeService"
 
-_LOOPBACK_HOSTS = ("127.0.0.1", "localhost", "::1", "[::1]")
+_LOOPBACK_HOSTS = ("127.0.0.1", "localhost", "::1")
 
 # HTTP status -> canonical google.rpc status name and a default message.
 _ERRORS: dict[int, tuple[str, str]] = {
@@ -628,7 +628,11 @@ class _HTTPServer(ThreadingHTTPServer):
 
 class _Handler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
+    # Headers and body go out in separate writes: without TCP_NODELAY, Nagle's algorithm and the
+    # client's delayed ACK add ~40 ms to every answer.
+    disable_nagle_algorithm = True
     server: _HTTPServer
+    _enum_ints = False  # the request asked for $alt=json;enum-encoding=int
 
     def version_string(self) -> str:
         return "scaffolding on HTTPServer2"
@@ -719,7 +723,7 @@ class _Handler(BaseHTTPRequestHandler):
             query=query,
         )
         fake._record(exchange)
-        self._int_enums = "enum-encoding=int" in (query.get("$alt") or query.get("alt") or "")
+        self._enum_ints = "enum-encoding=int" in (query.get("$alt") or query.get("alt") or "")
 
         if match is None or self.command != "POST" or method not in _METHODS:
             self._send_error(exchange, 404, f"Method not found: {self.command} {path}")
@@ -757,7 +761,7 @@ class _Handler(BaseHTTPRequestHandler):
     # -- writers ----------------------------------------------------------------------------
 
     def _encode(self, payload: Any, *, indent: int | None) -> str:
-        if self._int_enums:
+        if self._enum_ints:
             payload = _int_enums(payload)
         if indent is None:
             return json.dumps(payload, separators=(",", ": "), ensure_ascii=False)
@@ -770,7 +774,7 @@ class _Handler(BaseHTTPRequestHandler):
         self.send_header("X-Content-Type-Options", "nosniff")
 
     def _send_json(self, exchange: GeminiExchange, status: int, payload: Any) -> None:
-        if exchange.usage is not None and self._int_enums:
+        if exchange.usage is not None and self._enum_ints:
             exchange.usage = _int_enums(exchange.usage)
         body = (self._encode(payload, indent=2) + "\n").encode()
         exchange.status = status
@@ -814,7 +818,7 @@ class _Handler(BaseHTTPRequestHandler):
                     text += "\n]"
             data = text.encode()
             if chunk.usage is not None:
-                exchange.usage = _int_enums(chunk.usage) if self._int_enums else chunk.usage
+                exchange.usage = _int_enums(chunk.usage) if self._enum_ints else chunk.usage
             exchange.events += 1
             self.wfile.write(b"%X\r\n%s\r\n" % (len(data), data))
         if limit is not None and limit < len(chunks):
@@ -999,8 +1003,17 @@ class _GrpcService:
 
 
 def _is_loopback(target: str) -> bool:
-    host = target.rsplit(":", 1)[0] if target.count(":") == 1 or target.startswith("[") else target
-    return host.removeprefix("ipv4:").removeprefix("ipv6:") in _LOOPBACK_HOSTS
+    """Whether a gRPC target (``host:port``, ``[::1]:port``, ``ipv4:...``) is a loopback one."""
+    address = target
+    for prefix in ("dns:///", "ipv4:", "ipv6:"):
+        address = address.removeprefix(prefix)
+    if address.startswith("["):
+        host = address[1:].split("]", 1)[0]
+    elif address.count(":") == 1:
+        host = address.split(":", 1)[0]
+    else:
+        host = address
+    return host in _LOOPBACK_HOSTS
 
 
 def _called_for_async_client() -> bool:

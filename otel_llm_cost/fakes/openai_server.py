@@ -426,6 +426,7 @@ class _HTTPServer(ThreadingHTTPServer):
 class _Handler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
     server_version = "fake-openai/1.0"
+    disable_nagle_algorithm = True  # small SSE writes: no 40 ms delayed-ACK stalls
     server: _HTTPServer
 
     # -- connection bookkeeping -------------------------------------------------------------
