@@ -58,6 +58,46 @@ def _workload(base_url: str, server: FakeOpenAIServer) -> None:
         stream.close()  # broken off early: tokens estimated
 
 
+def _other_providers() -> int:
+    """A few Claude and Gemini calls against their fake servers; returns the exchanges made."""
+    import anthropic
+    from google import genai
+    from google.genai import types
+
+    from . import usage_context
+    from .fakes.anthropic_server import AnthropicScript, FakeAnthropicServer
+    from .fakes.gemini_server import FakeGeminiServer, GeminiScript
+
+    made = 0
+    with FakeAnthropicServer() as server, usage_context(agent="support-bot", feature="triage"):
+        client = anthropic.Anthropic(base_url=server.base_url, api_key="demo", max_retries=0)
+        server.enqueue(
+            AnthropicScript(
+                input_tokens=40, cache_read_input_tokens=3000, cache_creation_input_tokens=1200
+            )
+        )
+        kw = {
+            "model": "claude-sonnet-4-5",
+            "max_tokens": 300,
+            "messages": [{"role": "user", "content": "Triage this ticket."}],
+        }
+        client.messages.create(**kw)
+        with client.messages.stream(**kw) as stream:
+            stream.until_done()
+        made += len(server.exchanges)
+    with FakeGeminiServer() as server, usage_context(agent="research-agent", feature="deep-dive"):
+        gclient = genai.Client(
+            api_key="demo", http_options=types.HttpOptions(base_url=server.base_url)
+        )
+        server.enqueue(GeminiScript(prompt_tokens=2000, candidates_tokens=300, thoughts_tokens=900))
+        gclient.models.generate_content(model="gemini-2.5-flash", contents="Compare the options.")
+        server.enqueue(GeminiScript(omit_usage=True, text="no usage reported " * 10))
+        for _ in gclient.models.generate_content_stream(model="gemini-2.5-flash", contents="Go."):
+            pass
+        made += len(server.exchanges)
+    return made
+
+
 def _scrape(url: str) -> str:
     with urllib.request.urlopen(url, timeout=5) as response:
         return response.read().decode()
@@ -89,16 +129,16 @@ def _summary(text: str) -> str:
                 )
                 outcomes[key] += sample.value
     lines = []
-    header = f"{'model':<24}{'requests':>9}" + "".join(f"{t:>12}" for t in _TOKEN_TYPES)
+    header = f"{'model':<28}{'requests':>9}" + "".join(f"{t:>12}" for t in _TOKEN_TYPES)
     lines.append(header + f"{'cost USD':>14}")
     lines.append("-" * len(lines[0]))
     for model in sorted(requests):
-        row = f"{model:<24}{requests[model]:>9.0f}"
+        row = f"{model:<28}{requests[model]:>9.0f}"
         row += "".join(f"{tokens[model].get(t, 0):>12.0f}" for t in _TOKEN_TYPES)
-        lines.append(row + f"{cost.get(model, 0.0):>14.6f}")
+        lines.append(row + f"{cost.get(model, 0.0):>14.8f}")
     lines.append("-" * len(lines[0]))
     lines.append(
-        f"{'total':<24}{sum(requests.values()):>9.0f}" + " " * 60 + f"{sum(cost.values()):>14.6f}"
+        f"{'total':<28}{sum(requests.values()):>9.0f}" + " " * 60 + f"{sum(cost.values()):>14.8f}"
     )
     lines.append("")
     lines.append(
@@ -133,15 +173,17 @@ def run_demo(port: int = 0, keep_running: bool = False) -> int:
             print(f"fake OpenAI server: {server.base_url}")
             _workload(server.base_url, server)
             sent = len(server.exchanges)
+        sent += _other_providers()
         metrics_url = f"http://127.0.0.1:{port}/metrics"
         text = _scrape(metrics_url)
     finally:
         uninstrument()
     print(f"workload: {sent} HTTP exchanges; metrics at {metrics_url}\n")
     print("series (excerpt):")
-    for line in text.splitlines():
-        if line.startswith(("llm_cost_USD_total", "llm_requests_total")):
-            print("  " + line)
+    shown = [line for line in text.splitlines() if line.startswith("llm_cost_USD_total")]
+    for line in shown[:4]:
+        print("  " + line)
+    print(f"  ... {len(text.splitlines())} lines in all")
     print("\n" + _summary(text))
     if keep_running:
         print(f"\nserving {metrics_url} until Ctrl-C")
