@@ -8,6 +8,7 @@ Per chunk it does one call of the provider's accumulator and nothing else.
 
 from __future__ import annotations
 
+import asyncio
 import time
 from typing import Any, Protocol
 
@@ -175,6 +176,10 @@ class AsyncStreamProxy(_StreamProxyBase):
             try:
                 chunk = await self._self_anext()
             except StopAsyncIteration:
+                self._self_finalizer.end()
+                raise
+            except asyncio.CancelledError:
+                # The caller's task was cancelled: it stopped reading, the stream did not fail.
                 self._self_finalizer.end()
                 raise
             except BaseException as exc:

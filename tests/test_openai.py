@@ -579,3 +579,25 @@ def test_openai_compatible_provider_is_attributed_and_priced(
     expected = genai_cost(ids[provider], model, input_tokens=1000, output_tokens=200)
     assert close_to(telemetry.total("llm.cost"), expected)
     assert telemetry.spans[0].attributes["server.address"] == base_url.split("/")[2]
+
+
+async def test_cancelled_task_reading_a_stream_is_not_a_failure(
+    telemetry: Telemetry, server: FakeOpenAIServer, aclient: openai.AsyncOpenAI
+) -> None:
+    server.enqueue(Script(chunks=50, chunk_delay=0.05))
+
+    async def read() -> None:
+        stream = await aclient.chat.completions.create(
+            model="gpt-4o-mini", messages=MESSAGES, stream=True
+        )
+        async for _ in stream:
+            pass
+
+    task = asyncio.create_task(read())
+    await asyncio.sleep(0.3)
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    request = only_request(telemetry)
+    assert "error.type" not in request
+    assert request["llm.usage.source"] == "estimated"
