@@ -601,3 +601,48 @@ async def test_cancelled_task_reading_a_stream_is_not_a_failure(
     request = only_request(telemetry)
     assert "error.type" not in request
     assert request["llm.usage.source"] == "estimated"
+
+
+async def test_async_parse_helpers(
+    telemetry: Telemetry, server: FakeOpenAIServer, aclient: openai.AsyncOpenAI
+) -> None:
+    server.enqueue(Script(text='{"answer": "a"}'), Script(text='{"answer": "b"}'))
+    chat = await aclient.chat.completions.parse(
+        model="gpt-4o-mini", messages=MESSAGES, response_format=Answer
+    )
+    resp = await aclient.responses.parse(model="gpt-4o-mini", input="hi", text_format=Answer)
+    assert chat.choices[0].message.parsed == Answer(answer="a")
+    assert resp.output_parsed == Answer(answer="b")
+    chat_wire, resp_wire = (e.usage for e in server.exchanges)
+    expected = openai_chat_wire_cost("gpt-4o-mini", chat_wire) + openai_responses_wire_cost(
+        "gpt-4o-mini", resp_wire
+    )
+    assert close_to(telemetry.total("llm.cost"), expected)
+    assert len(telemetry.spans) == 2
+
+
+def test_responses_stream_events_unchanged_by_instrumentation(
+    server: FakeOpenAIServer, client: openai.OpenAI, settings: Any
+) -> None:
+    def events() -> list[dict[str, Any]]:
+        out = []
+        for event in client.responses.create(model="gpt-4o-mini", input="hi", stream=True):
+            data = event.model_dump()
+            data.pop("response", None)  # carries ids and timestamps that differ per call
+            data.pop("item_id", None)
+            data.pop("item", None)
+            data.pop("obfuscation", None)
+            out.append(data)
+        return out
+
+    plain = events()
+    from .conftest import make_recorder
+
+    recorder, _, _ = make_recorder(settings)
+    otel_llm_cost.instrument(recorder=recorder)
+    try:
+        seen = events()
+    finally:
+        otel_llm_cost.uninstrument()
+    assert seen == plain
+    assert server.exchanges[1].request == server.exchanges[0].request  # nothing injected
