@@ -29,25 +29,26 @@ thread, HTTP/1.1 keep-alive, chunked transfer encoding for streams (so a stream 
 from __future__ import annotations
 
 import base64
-import contextlib
 import datetime
 import hashlib
 import json
 import logging
 import secrets
-import socket
 import string
-import threading
-import time
-from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from types import TracebackType
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-if TYPE_CHECKING:
-    from typing import Self
+from ._base import (
+    BadRequestError,
+    FakeHandler,
+    FakeServer,
+    SSEEvent,
+    compact_json,
+    estimate_tokens,
+    parse_json_object,
+    retry_headers,
+)
 
 __all__ = [
     "DEFAULT_TEXT",
@@ -64,12 +65,6 @@ DEFAULT_TEXT = "This is a test response from the fake Anthropic server."
 
 #: The thinking text answered when the request enables extended thinking and the script is silent.
 DEFAULT_THINKING_TEXT = "The user wants a test response, so I will give one."
-
-#: ``retry-after-ms`` sent with retryable errors. The anthropic SDK reads it before ``retry-after``
-#: and honours any positive value instead of its 0.5-8 s exponential backoff, so retries (only when
-#: the client's ``max_retries`` > 0) are immediate. ``x-should-retry`` is not sent: whether to
-#: retry stays the client's decision (408, 409, 429 and >= 500 by default).
-_RETRY_AFTER_MS = "1"
 
 #: Stands in for the organisation id the real API sends in ``anthropic-organization-id``.
 _ORGANIZATION_ID = "00000000-0000-4000-8000-00000000fa4e"
@@ -216,11 +211,6 @@ class AnthropicExchange:
 # --------------------------------------------------------------------------------------------
 
 
-def _estimate_tokens(text: str) -> int:
-    """The deterministic stand-in for a tokenizer: ``len(text) // 4 + 1``."""
-    return len(text) // 4 + 1
-
-
 def _gather_text(value: Any, out: list[str]) -> None:
     """Append every string of a system prompt / messages structure (strings, lists, blocks)."""
     if isinstance(value, str):
@@ -240,7 +230,7 @@ def _prompt_tokens(request: dict[str, Any]) -> int:
     parts: list[str] = []
     _gather_text(request.get("system"), parts)
     _gather_text(request.get("messages"), parts)
-    return _estimate_tokens("\n".join(parts))
+    return estimate_tokens("\n".join(parts))
 
 
 def _pieces(text: str, chunks: int | None) -> list[str]:
@@ -291,57 +281,34 @@ def _error_body(status: int, message: str | None, request_id: str) -> dict[str, 
     }
 
 
-def _is_retryable(status: int) -> bool:
-    return status in (408, 409, 429) or status >= 500
-
-
-def _json(payload: Any) -> str:
-    return json.dumps(payload, separators=(",", ":"), ensure_ascii=False)
-
-
-@dataclass
-class _Event:
-    """One SSE event to write: its ``event:`` name, ``data:`` text, and the usage sent so far."""
-
-    name: str
-    data: str
-    usage: dict[str, Any] | None = None
-
-
 #: Exactly as the API writes these two (with spaces, unlike the other events).
-_PING = _Event("ping", '{"type": "ping"}')
-_OVERLOADED = _Event(
-    "error",
+_PING = SSEEvent('{"type": "ping"}', name="ping")
+_OVERLOADED = SSEEvent(
     '{"type": "error", "error": {"type": "overloaded_error", "message": "Overloaded"}}',
+    name="error",
 )
-
-
-class _BadRequestError(Exception):
-    def __init__(self, message: str) -> None:
-        super().__init__(message)
-        self.message = message
 
 
 def _require(request: dict[str, Any], *, max_tokens: bool) -> str:
     """Validate the fields every Messages request needs, the API's way; return the model."""
     model = request.get("model")
     if "model" not in request:
-        raise _BadRequestError("model: Field required")
+        raise BadRequestError("model: Field required")
     if not isinstance(model, str) or not model:
-        raise _BadRequestError("model: Input should be a valid string")
+        raise BadRequestError("model: Input should be a valid string")
     if max_tokens:
         if "max_tokens" not in request:
-            raise _BadRequestError("max_tokens: Field required")
+            raise BadRequestError("max_tokens: Field required")
         value = request["max_tokens"]
         if not isinstance(value, int) or isinstance(value, bool) or value < 1:
-            raise _BadRequestError("max_tokens: Input should be a valid integer greater than 0")
+            raise BadRequestError("max_tokens: Input should be a valid integer greater than 0")
     messages = request.get("messages")
     if "messages" not in request:
-        raise _BadRequestError("messages: Field required")
+        raise BadRequestError("messages: Field required")
     if not isinstance(messages, list):
-        raise _BadRequestError("messages: Input should be a valid list")
+        raise BadRequestError("messages: Input should be a valid list")
     if not messages:
-        raise _BadRequestError("messages: at least one message is required")
+        raise BadRequestError("messages: at least one message is required")
     return model
 
 
@@ -350,133 +317,45 @@ def _require(request: dict[str, Any], *, max_tokens: bool) -> str:
 # --------------------------------------------------------------------------------------------
 
 
-class _HTTPServer(ThreadingHTTPServer):
-    daemon_threads = True
-    block_on_close = False
-    allow_reuse_address = True
-
-    def __init__(self, address: tuple[str, int], fake: FakeAnthropicServer) -> None:
-        self.fake = fake
-        super().__init__(address, _Handler)
-
-    def handle_error(self, request: Any, client_address: Any) -> None:
-        """Log (instead of printing a traceback) when a connection breaks unexpectedly."""
-        _log.debug("fake anthropic: error on connection from %s", client_address, exc_info=True)
-
-
-class _Handler(BaseHTTPRequestHandler):
-    protocol_version = "HTTP/1.1"
+class _Handler(FakeHandler):
     server_version = "fake-anthropic/1.0"
-    disable_nagle_algorithm = True  # small SSE writes: no 40 ms delayed-ACK stalls
-    server: _HTTPServer
     _request_id: str = ""
-
-    # -- connection bookkeeping -------------------------------------------------------------
-
-    def setup(self) -> None:
-        super().setup()
-        self.server.fake._track(self.connection, add=True)
-
-    def finish(self) -> None:
-        try:
-            super().finish()
-        except OSError:
-            pass
-        finally:
-            self.server.fake._track(self.connection, add=False)
-
-    def log_message(self, format: str, *args: Any) -> None:
-        _log.debug("fake anthropic: " + format, *args)
-
-    # -- dispatch ---------------------------------------------------------------------------
-
-    def do_POST(self) -> None:
-        self._dispatch()
-
-    def do_GET(self) -> None:
-        self._dispatch()
-
-    def do_PUT(self) -> None:
-        self._dispatch()
-
-    def do_PATCH(self) -> None:
-        self._dispatch()
-
-    def do_DELETE(self) -> None:
-        self._dispatch()
-
-    def _read_body(self) -> bytes:
-        if "chunked" in (self.headers.get("Transfer-Encoding") or "").lower():
-            body = b""
-            while True:
-                size = int(self.rfile.readline().split(b";")[0].strip() or b"0", 16)
-                if size == 0:
-                    while self.rfile.readline() not in (b"\r\n", b"\n", b""):
-                        pass
-                    return body
-                body += self.rfile.read(size)
-                self.rfile.readline()
-        length = int(self.headers.get("Content-Length") or 0)
-        return self.rfile.read(length) if length > 0 else b""
 
     def _dispatch(self) -> None:
         self._request_id = _random_id("req_", 22)
-        try:
-            self._answer()
-        except OSError:
-            # The client (or stop()) closed the connection mid-answer: nothing more to say.
-            self.close_connection = True
+        super()._dispatch()
 
     def _answer(self) -> None:
-        fake = self.server.fake
         raw = self._read_body()
         path, _, query = self.path.partition("?")
         path = path.rstrip("/") or "/"
-        request: dict[str, Any] = {}
-        json_error: str | None = None
-        if raw:
-            try:
-                parsed = json.loads(raw)
-            except ValueError as exc:
-                json_error = f"There was an error parsing the body of your request: {exc}"
-            else:
-                if isinstance(parsed, dict):
-                    request = parsed
-                else:
-                    json_error = "The request body must be a JSON object."
-        elif self.command == "POST":
+        request, json_error = parse_json_object(
+            raw,
+            invalid="There was an error parsing the body of your request: {exc}",
+            not_object="The request body must be a JSON object.",
+        )
+        if not raw and self.command == "POST":
             json_error = "The request body is empty."
         exchange = AnthropicExchange(
             path=path,
             request=request,
-            headers={k.lower(): v for k, v in self.headers.items()},
+            headers=self._request_headers(),
             query=query,
             stream=request.get("stream") is True,
             request_id=self._request_id,
         )
-        fake._record(exchange)
+        self.server.fake._record(exchange)
 
         route = _ROUTES.get(path) if self.command == "POST" else None
         if route is None:
             self._send_error(exchange, 404)
             return
-
-        script = fake._next_script()
-        if script.delay > 0:
-            time.sleep(script.delay)
-        if script.status is not None and script.status >= 400:
-            self._send_error(exchange, script.status)
-            return
-        try:
-            if json_error is not None:
-                raise _BadRequestError(json_error)
-            route(self, exchange, script, request)
-        except _BadRequestError as exc:
-            self._send_error(exchange, 400, exc.message)
+        self._call_route(route, exchange, request, json_error)
 
     # -- writers ----------------------------------------------------------------------------
 
-    def _common_headers(self, *, remaining: int = 3999) -> None:
+    def _common_headers(self, status: int) -> None:
+        remaining = 0 if status == 429 else 3999
         reset = datetime.datetime.now(datetime.timezone.utc).replace(microsecond=0)
         self.send_header("request-id", self._request_id)
         self.send_header("anthropic-organization-id", _ORGANIZATION_ID)
@@ -493,25 +372,17 @@ class _Handler(BaseHTTPRequestHandler):
         payload: Any,
         headers: dict[str, str] | None = None,
     ) -> None:
-        body = _json(payload).encode()
-        exchange.status = status
-        self.send_response(status)
-        self.send_header("Content-Type", "application/json")
-        self.send_header("Content-Length", str(len(body)))
-        self._common_headers(remaining=0 if status == 429 else 3999)
-        for name, value in (headers or {}).items():
-            self.send_header(name, value)
-        self.end_headers()
-        self.wfile.write(body)
+        body = compact_json(payload).encode()
+        self._send_body(exchange, status, body, "application/json", headers)
 
     def _send_error(
         self, exchange: AnthropicExchange, status: int, message: str | None = None
     ) -> None:
-        headers = {"retry-after-ms": _RETRY_AFTER_MS} if _is_retryable(status) else {}
-        self._send_json(exchange, status, _error_body(status, message, self._request_id), headers)
+        body = _error_body(status, message, self._request_id)
+        self._send_json(exchange, status, body, retry_headers(status))
 
     def _send_stream(
-        self, exchange: AnthropicExchange, script: AnthropicScript, events: list[_Event]
+        self, exchange: AnthropicExchange, script: AnthropicScript, events: list[SSEEvent]
     ) -> None:
         """Write ``events`` as a chunked ``text/event-stream``.
 
@@ -520,32 +391,7 @@ class _Handler(BaseHTTPRequestHandler):
         """
         if script.error_event_after is not None:
             events = [*events[: max(0, script.error_event_after)], _OVERLOADED]
-        exchange.status = 200
-        self.send_response(200)
-        self.send_header("Content-Type", "text/event-stream; charset=utf-8")
-        self.send_header("Transfer-Encoding", "chunked")
-        self.send_header("Cache-Control", "no-cache")
-        self._common_headers()
-        self.end_headers()
-        limit = script.cut_after
-        for index, event in enumerate(events):
-            if limit is not None and index >= max(0, limit):
-                break
-            if index and script.chunk_delay > 0:
-                time.sleep(script.chunk_delay)
-            data = f"event: {event.name}\ndata: {event.data}\n\n".encode()
-            if event.usage is not None:
-                exchange.usage = event.usage
-            exchange.events += 1
-            self.wfile.write(b"%X\r\n%s\r\n" % (len(data), data))
-        if limit is not None and limit < len(events):
-            # Abrupt end: no terminating zero-length chunk, then FIN. The client sees an incomplete
-            # chunked body (httpx2.RemoteProtocolError).
-            self.close_connection = True
-            with contextlib.suppress(OSError):
-                self.connection.shutdown(socket.SHUT_RDWR)
-            return
-        self.wfile.write(b"0\r\n\r\n")
+        self._send_sse(exchange, script, events)
 
     # -- endpoints --------------------------------------------------------------------------
 
@@ -622,10 +468,12 @@ class _Handler(BaseHTTPRequestHandler):
                 "output_tokens": output_tokens,
             }
 
-        events: list[_Event] = []
+        events: list[SSEEvent] = []
 
         def emit(kind: str, carried: dict[str, Any] | None = None, **fields: Any) -> None:
-            events.append(_Event(kind, _json({"type": kind, **fields}), carried))
+            events.append(
+                SSEEvent(compact_json({"type": kind, **fields}), name=kind, usage=carried)
+            )
 
         emit("message_start", start_usage, message=message([], None, start_usage))
         blocks: list[tuple[str, list[str]]] = []
@@ -689,7 +537,7 @@ _ROUTES: dict[
 # --------------------------------------------------------------------------------------------
 
 
-class FakeAnthropicServer:
+class FakeAnthropicServer(FakeServer[AnthropicScript, AnthropicExchange]):
     """An Anthropic Messages API server on a loopback port, driven by a queue of
     :class:`AnthropicScript`.
 
@@ -697,109 +545,13 @@ class FakeAnthropicServer:
     :meth:`stop`. Point the SDK at :attr:`base_url`.
     """
 
-    def __init__(self, host: str = "127.0.0.1", port: int = 0) -> None:
-        self._host = host
-        self._port = port
-        self._httpd: _HTTPServer | None = None
-        self._thread: threading.Thread | None = None
-        self._lock = threading.Lock()
-        self._scripts: deque[AnthropicScript] = deque()
-        self._connections: set[socket.socket] = set()
-        self.exchanges: list[AnthropicExchange] = []
-        """Every request answered, in arrival order (appended under a lock)."""
-
-    # -- lifecycle --------------------------------------------------------------------------
-
-    def start(self) -> Self:
-        """Bind the port and serve in a daemon thread; returns ``self``. Idempotent."""
-        if self._httpd is not None:
-            return self
-        httpd = _HTTPServer((self._host, self._port), self)
-        thread = threading.Thread(
-            target=httpd.serve_forever,
-            kwargs={"poll_interval": 0.05},
-            name=f"fake-anthropic-{httpd.server_address[1]}",
-            daemon=True,
-        )
-        self._httpd, self._thread = httpd, thread
-        thread.start()
-        return self
-
-    def stop(self) -> None:
-        """Stop serving, drop open (keep-alive or streaming) connections and free the port."""
-        httpd, thread = self._httpd, self._thread
-        if httpd is None:
-            return
-        self._httpd = self._thread = None
-        httpd.shutdown()
-        with self._lock:
-            connections = list(self._connections)
-        for conn in connections:
-            with contextlib.suppress(OSError):
-                conn.shutdown(socket.SHUT_RDWR)
-        httpd.server_close()
-        if thread is not None:
-            thread.join(timeout=5)
-
-    def __enter__(self) -> Self:
-        return self.start()
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.stop()
-
-    # -- addresses --------------------------------------------------------------------------
-
-    @property
-    def port(self) -> int:
-        """The bound port (the server must be started)."""
-        if self._httpd is None:
-            raise RuntimeError("FakeAnthropicServer is not started")
-        return int(self._httpd.server_address[1])
+    _name = "anthropic"
+    _logger = _log
+    _handler_class = _Handler
+    _script_class = AnthropicScript
 
     @property
     def base_url(self) -> str:
         """``http://127.0.0.1:<port>`` (no ``/v1``): what ``anthropic.Anthropic(base_url=...)``
         takes."""
         return f"http://{self._host}:{self.port}"
-
-    # -- scripting and records --------------------------------------------------------------
-
-    def enqueue(self, *scripts: AnthropicScript) -> None:
-        """Queue answers for the next requests, FIFO; an empty queue answers ``AnthropicScript()``.
-
-        A request to an unknown path (404) does not use up a script.
-        """
-        with self._lock:
-            self._scripts.extend(scripts)
-
-    def reset(self) -> None:
-        """Forget queued scripts and recorded exchanges."""
-        with self._lock:
-            self._scripts.clear()
-            self.exchanges.clear()
-
-    @property
-    def pending(self) -> int:
-        """Number of scripts still queued."""
-        with self._lock:
-            return len(self._scripts)
-
-    def _next_script(self) -> AnthropicScript:
-        with self._lock:
-            return self._scripts.popleft() if self._scripts else AnthropicScript()
-
-    def _record(self, exchange: AnthropicExchange) -> None:
-        with self._lock:
-            self.exchanges.append(exchange)
-
-    def _track(self, conn: socket.socket, *, add: bool) -> None:
-        with self._lock:
-            if add:
-                self._connections.add(conn)
-            else:
-                self._connections.discard(conn)

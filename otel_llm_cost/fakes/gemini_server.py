@@ -115,29 +115,30 @@ is an incomplete body that the client reports as a broken connection). The gRPC 
 from __future__ import annotations
 
 import base64
-import contextlib
 import datetime
 import hashlib
 import json
 import logging
 import re
-import socket
 import sys
-import threading
 import time
 import uuid
-from collections import deque
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from types import TracebackType
-from typing import TYPE_CHECKING, Any
+from typing import Any
 from urllib.parse import parse_qsl, urlsplit
 
-from .openai_server import _schema_instance
-
-if TYPE_CHECKING:
-    from typing import Self
+from ._base import (
+    FakeHandler,
+    FakeServer,
+    Frame,
+    collect_text,
+    error_status,
+    estimate_tokens,
+    parse_json_object,
+    schema_instance,
+    split_text,
+)
 
 __all__ = [
     "DEFAULT_TEXT",
@@ -304,11 +305,6 @@ class GeminiExchange:
 # --------------------------------------------------------------------------------------------
 
 
-def _estimate_tokens(text: str) -> int:
-    """The deterministic stand-in for a tokenizer: ``len(text) // 4 + 1``."""
-    return len(text) // 4 + 1
-
-
 _TEXT_KEYS = (
     "contents",
     "parts",
@@ -320,47 +316,11 @@ _TEXT_KEYS = (
 )
 
 
-def _collect_text(value: Any, out: list[str]) -> None:
-    """Append every ``text`` found in contents-like structures."""
-    if isinstance(value, str):
-        out.append(value)
-    elif isinstance(value, list):
-        for item in value:
-            _collect_text(item, out)
-    elif isinstance(value, dict):
-        for key in _TEXT_KEYS:
-            if key in value:
-                _collect_text(value[key], out)
-
-
 def _input_text(request: dict[str, Any]) -> str:
+    """Every ``text`` found in contents-like structures, one a line."""
     parts: list[str] = []
-    _collect_text(request, parts)
+    collect_text(request, _TEXT_KEYS, parts)
     return "\n".join(parts)
-
-
-def _split_text(text: str, chunks: int | None) -> list[str]:
-    """Split ``text`` into ``chunks`` near-equal pieces, or one per word (keeping the spaces)."""
-    if chunks is not None:
-        count = max(1, int(chunks))
-        size, extra = divmod(len(text), count)
-        pieces: list[str] = []
-        start = 0
-        for i in range(count):
-            end = start + size + (1 if i < extra else 0)
-            pieces.append(text[start:end])
-            start = end
-        return pieces
-    pieces = []
-    current = ""
-    for char in text:
-        if char.isspace() and current and not current.isspace():
-            pieces.append(current)
-            current = ""
-        current += char
-    if current or not pieces:
-        pieces.append(current)
-    return pieces
 
 
 def _lower_types(schema: Any) -> Any:
@@ -386,7 +346,7 @@ def _json_default_text(request: dict[str, Any]) -> str | None:
         schema = _lower_types(config.get("responseSchema"))
     if not isinstance(schema, dict):
         return "{}"
-    return json.dumps(_schema_instance(schema, schema))
+    return json.dumps(schema_instance(schema, schema))
 
 
 def _embedding(item: str, dimensions: int) -> list[float]:
@@ -499,11 +459,11 @@ def _generate(
     text = script.text
     if text is None:
         text = _json_default_text(request) or DEFAULT_TEXT
-    pieces = _split_text(text, script.chunks) if stream else [text]
-    piece_count = len(_split_text(text, script.chunks))
+    pieces = split_text(text, script.chunks) if stream else [text]
+    piece_count = len(split_text(text, script.chunks))
     prompt = script.prompt_tokens
     if prompt is None:
-        prompt = _estimate_tokens(_input_text(request)) + script.cached_tokens
+        prompt = estimate_tokens(_input_text(request)) + script.cached_tokens
     candidates = script.candidates_tokens
     if candidates is None:
         candidates = piece_count * n
@@ -562,7 +522,7 @@ def _count_tokens(api: str, request: dict[str, Any], script: GeminiScript) -> di
     text = _input_text(request)
     total = script.prompt_tokens
     if total is None:
-        total = _estimate_tokens(text) + script.cached_tokens
+        total = estimate_tokens(text) + script.cached_tokens
     payload: dict[str, Any] = {"totalTokens": total}
     if api == "vertex":
         payload["totalBillableCharacters"] = len("".join(text.split()))
@@ -594,7 +554,7 @@ def _embed(
         embeddings.append({"values": _embedding(text, max(1, dimensions))})
     prompt = script.prompt_tokens
     if prompt is None:
-        prompt = sum(_estimate_tokens(t) for t in texts)
+        prompt = sum(estimate_tokens(t) for t in texts)
     usage = None if script.omit_usage else {"promptTokenCount": prompt, "totalTokenCount": prompt}
     payload: dict[str, Any] = {"embeddings": embeddings} if batch else {"embedding": embeddings[0]}
     if usage is not None:
@@ -612,128 +572,42 @@ def _model_id(name: str) -> str:
 # --------------------------------------------------------------------------------------------
 
 
-class _HTTPServer(ThreadingHTTPServer):
-    daemon_threads = True
-    block_on_close = False
-    allow_reuse_address = True
-
-    def __init__(self, address: tuple[str, int], fake: FakeGeminiServer) -> None:
-        self.fake = fake
-        super().__init__(address, _Handler)
-
-    def handle_error(self, request: Any, client_address: Any) -> None:
-        """Log (instead of printing a traceback) when a connection breaks unexpectedly."""
-        _log.debug("fake gemini: error on connection from %s", client_address, exc_info=True)
-
-
-class _Handler(BaseHTTPRequestHandler):
-    protocol_version = "HTTP/1.1"
-    # Headers and body go out in separate writes: without TCP_NODELAY, Nagle's algorithm and the
-    # client's delayed ACK add ~40 ms to every answer.
-    disable_nagle_algorithm = True
-    server: _HTTPServer
+class _Handler(FakeHandler):
     _enum_ints = False  # the request asked for $alt=json;enum-encoding=int
 
     def version_string(self) -> str:
         return "scaffolding on HTTPServer2"
 
-    # -- connection bookkeeping -------------------------------------------------------------
-
-    def setup(self) -> None:
-        super().setup()
-        self.server.fake._track(self.connection, add=True)
-
-    def finish(self) -> None:
-        try:
-            super().finish()
-        except OSError:
-            pass
-        finally:
-            self.server.fake._track(self.connection, add=False)
-
-    def log_message(self, format: str, *args: Any) -> None:
-        _log.debug("fake gemini: " + format, *args)
-
-    # -- dispatch ---------------------------------------------------------------------------
-
-    def do_POST(self) -> None:
-        self._dispatch()
-
-    def do_GET(self) -> None:
-        self._dispatch()
-
-    def do_PUT(self) -> None:
-        self._dispatch()
-
-    def do_PATCH(self) -> None:
-        self._dispatch()
-
-    def do_DELETE(self) -> None:
-        self._dispatch()
-
-    def _read_body(self) -> bytes:
-        if "chunked" in (self.headers.get("Transfer-Encoding") or "").lower():
-            body = b""
-            while True:
-                size_line = self.rfile.readline()
-                size = int(size_line.split(b";")[0].strip() or b"0", 16)
-                if size == 0:
-                    while self.rfile.readline() not in (b"\r\n", b"\n", b""):
-                        pass
-                    return body
-                body += self.rfile.read(size)
-                self.rfile.readline()
-        length = int(self.headers.get("Content-Length") or 0)
-        return self.rfile.read(length) if length > 0 else b""
-
-    def _dispatch(self) -> None:
-        try:
-            self._answer()
-        except OSError:
-            # The client (or stop()) closed the connection mid-answer: nothing more to say.
-            self.close_connection = True
-
     def _answer(self) -> None:
-        fake = self.server.fake
         raw = self._read_body()
         split = urlsplit(self.path)
         path = split.path.rstrip("/") or "/"
         query = dict(parse_qsl(split.query, keep_blank_values=True))
-        request: dict[str, Any] = {}
-        json_error: str | None = None
-        if raw:
-            try:
-                parsed = json.loads(raw)
-            except ValueError as exc:
-                json_error = f"Invalid JSON payload received. {exc}"
-            else:
-                if isinstance(parsed, dict):
-                    request = parsed
-                else:
-                    json_error = "Invalid JSON payload received. Expected an object."
+        request, json_error = parse_json_object(
+            raw,
+            invalid="Invalid JSON payload received. {exc}",
+            not_object="Invalid JSON payload received. Expected an object.",
+        )
         match = _PATH.match(path)
         api = "vertex" if match is not None and match.group("vertex") else "gemini"
         method = match.group("method") if match is not None else ""
         exchange = GeminiExchange(
             path=path,
             request=request,
-            headers={k.lower(): v for k, v in self.headers.items()},
+            headers=self._request_headers(),
             stream=method == "streamGenerateContent",
             api=api,
             query=query,
         )
-        fake._record(exchange)
+        self.server.fake._record(exchange)
         self._enum_ints = "enum-encoding=int" in (query.get("$alt") or query.get("alt") or "")
 
         if match is None or self.command != "POST" or method not in _METHODS:
             self._send_error(exchange, 404, f"Method not found: {self.command} {path}")
             return
 
-        script = fake._next_script()
-        if script.delay > 0:
-            time.sleep(script.delay)
-        if script.status is not None and script.status >= 400:
-            self._send_error(exchange, script.status)
+        script = self._take_script(exchange)
+        if script is None:
             return
         model = match.group("model")
         try:
@@ -767,7 +641,7 @@ class _Handler(BaseHTTPRequestHandler):
             return json.dumps(payload, separators=(",", ": "), ensure_ascii=False)
         return json.dumps(payload, indent=indent, ensure_ascii=False)
 
-    def _common_headers(self) -> None:
+    def _common_headers(self, status: int) -> None:
         self.send_header("Vary", "Origin")
         self.send_header("Vary", "X-Origin")
         self.send_header("Vary", "Referer")
@@ -777,13 +651,7 @@ class _Handler(BaseHTTPRequestHandler):
         if exchange.usage is not None and self._enum_ints:
             exchange.usage = _int_enums(exchange.usage)
         body = (self._encode(payload, indent=2) + "\n").encode()
-        exchange.status = status
-        self.send_response(status)
-        self.send_header("Content-Type", "application/json; charset=UTF-8")
-        self.send_header("Content-Length", str(len(body)))
-        self._common_headers()
-        self.end_headers()
-        self.wfile.write(body)
+        self._send_body(exchange, status, body, "application/json; charset=UTF-8")
 
     def _send_error(
         self, exchange: GeminiExchange, status: int, message: str | None = None
@@ -794,41 +662,23 @@ class _Handler(BaseHTTPRequestHandler):
         self, exchange: GeminiExchange, script: GeminiScript, chunks: list[_Chunk], *, sse: bool
     ) -> None:
         """Write ``chunks`` as chunked SSE or one JSON array; honours delays and ``cut_after``."""
-        exchange.status = 200
-        self.send_response(200)
-        if sse:
-            self.send_header("Content-Type", "text/event-stream")
-            self.send_header("Content-Disposition", "attachment")
-        else:
-            self.send_header("Content-Type", "application/json; charset=UTF-8")
-        self.send_header("Transfer-Encoding", "chunked")
-        self._common_headers()
-        self.end_headers()
-        limit = script.cut_after
+        frames: list[Frame] = []
         for index, chunk in enumerate(chunks):
-            if limit is not None and index >= max(0, limit):
-                break
-            if index and script.chunk_delay > 0:
-                time.sleep(script.chunk_delay)
             if sse:
                 text = f"data: {self._encode(chunk.payload, indent=None)}\r\n\r\n"
             else:
                 text = ("[" if index == 0 else "\n,\r\n") + self._encode(chunk.payload, indent=2)
                 if index == len(chunks) - 1:
                     text += "\n]"
-            data = text.encode()
-            if chunk.usage is not None:
-                exchange.usage = _int_enums(chunk.usage) if self._enum_ints else chunk.usage
-            exchange.events += 1
-            self.wfile.write(b"%X\r\n%s\r\n" % (len(data), data))
-        if limit is not None and limit < len(chunks):
-            # Abrupt end: no terminating zero-length chunk, then FIN. The client sees an incomplete
-            # chunked body (httpx: RemoteProtocolError; requests: ChunkedEncodingError).
-            self.close_connection = True
-            with contextlib.suppress(OSError):
-                self.connection.shutdown(socket.SHUT_RDWR)
-            return
-        self.wfile.write(b"0\r\n\r\n")
+            usage = chunk.usage
+            if usage is not None and self._enum_ints:
+                usage = _int_enums(usage)
+            frames.append(Frame(text.encode(), usage))
+        if sse:
+            headers = [("Content-Type", "text/event-stream"), ("Content-Disposition", "attachment")]
+        else:
+            headers = [("Content-Type", "application/json; charset=UTF-8")]
+        self._send_chunked(exchange, script, frames, [*headers, ("Transfer-Encoding", "chunked")])
 
 
 # --------------------------------------------------------------------------------------------
@@ -914,11 +764,10 @@ class _GrpcService:
             transport="grpc",
         )
         self._fake._record(exchange)
-        script = self._fake._next_script()
-        if script.delay > 0:
-            time.sleep(script.delay)
-        if script.status is not None and script.status >= 400:
-            self._abort(exchange, context, script.status, None)
+        script = self._fake._take_script()
+        status = error_status(script)
+        if status is not None:
+            self._abort(exchange, context, status, None)
         return exchange, body, script
 
     def _abort(
@@ -1137,7 +986,7 @@ def _aio_interceptors(metadata: list[tuple[str, str]]) -> list[Any]:
 # --------------------------------------------------------------------------------------------
 
 
-class FakeGeminiServer:
+class FakeGeminiServer(FakeServer[GeminiScript, GeminiExchange]):
     """A Gemini API / Vertex AI server on a loopback port, driven by a queue of
     :class:`GeminiScript`.
 
@@ -1149,6 +998,11 @@ class FakeGeminiServer:
     :attr:`exchanges`.
     """
 
+    _name = "gemini"
+    _logger = _log
+    _handler_class = _Handler
+    _script_class = GeminiScript
+
     def __init__(
         self,
         host: str = "127.0.0.1",
@@ -1157,42 +1011,17 @@ class FakeGeminiServer:
         enable_grpc: bool = False,
         grpc_port: int = 0,
     ) -> None:
-        self._host = host
-        self._port = port
+        super().__init__(host, port)
         self._enable_grpc = enable_grpc
         self._grpc_port_wanted = grpc_port
         self._grpc_server: Any = None
         self._grpc_port: int | None = None
-        self._httpd: _HTTPServer | None = None
-        self._thread: threading.Thread | None = None
-        self._lock = threading.Lock()
-        self._scripts: deque[GeminiScript] = deque()
-        self._connections: set[socket.socket] = set()
-        self.exchanges: list[GeminiExchange] = []
-        """Every request answered, in arrival order (appended under a lock)."""
 
-    # -- lifecycle --------------------------------------------------------------------------
+    # -- lifecycle (gRPC listener) ----------------------------------------------------------
 
-    def start(self) -> Self:
-        """Bind the port(s) and serve in daemon threads; returns ``self``. Idempotent."""
-        if self._httpd is not None:
-            return self
-        httpd = _HTTPServer((self._host, self._port), self)
-        thread = threading.Thread(
-            target=httpd.serve_forever,
-            kwargs={"poll_interval": 0.05},
-            name=f"fake-gemini-{httpd.server_address[1]}",
-            daemon=True,
-        )
+    def _start_more(self) -> None:
         if self._enable_grpc:
-            try:
-                self._start_grpc()
-            except BaseException:
-                httpd.server_close()
-                raise
-        self._httpd, self._thread = httpd, thread
-        thread.start()
-        return self
+            self._start_grpc()
 
     def _start_grpc(self) -> None:
         from concurrent import futures
@@ -1210,44 +1039,13 @@ class FakeGeminiServer:
         server.start()
         self._grpc_server, self._grpc_port = server, port
 
-    def stop(self) -> None:
-        """Stop serving, drop open connections and calls, and free the port(s)."""
-        httpd, thread, grpc_server = self._httpd, self._thread, self._grpc_server
-        if httpd is None:
-            return
-        self._httpd = self._thread = self._grpc_server = None
-        self._grpc_port = None
+    def _stop_more(self) -> None:
+        grpc_server = self._grpc_server
+        self._grpc_server = self._grpc_port = None
         if grpc_server is not None:
             grpc_server.stop(grace=None).wait(timeout=5)
-        httpd.shutdown()
-        with self._lock:
-            connections = list(self._connections)
-        for conn in connections:
-            with contextlib.suppress(OSError):
-                conn.shutdown(socket.SHUT_RDWR)
-        httpd.server_close()
-        if thread is not None:
-            thread.join(timeout=5)
-
-    def __enter__(self) -> Self:
-        return self.start()
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.stop()
 
     # -- addresses --------------------------------------------------------------------------
-
-    @property
-    def port(self) -> int:
-        """The bound HTTP port (the server must be started)."""
-        if self._httpd is None:
-            raise RuntimeError("FakeGeminiServer is not started")
-        return int(self._httpd.server_address[1])
 
     @property
     def base_url(self) -> str:
@@ -1267,37 +1065,3 @@ class FakeGeminiServer:
         """``127.0.0.1:<grpc port>``: the legacy SDK's ``client_options={"api_endpoint": ...}``
         with ``transport=legacy_grpc_transport()``."""
         return f"{self._host}:{self.grpc_port}"
-
-    # -- scripting and records --------------------------------------------------------------
-
-    def enqueue(self, *scripts: GeminiScript) -> None:
-        """Queue answers for the next requests, FIFO; an empty queue answers ``GeminiScript()``."""
-        with self._lock:
-            self._scripts.extend(scripts)
-
-    def reset(self) -> None:
-        """Forget queued scripts and recorded exchanges."""
-        with self._lock:
-            self._scripts.clear()
-            self.exchanges.clear()
-
-    @property
-    def pending(self) -> int:
-        """Number of scripts still queued."""
-        with self._lock:
-            return len(self._scripts)
-
-    def _next_script(self) -> GeminiScript:
-        with self._lock:
-            return self._scripts.popleft() if self._scripts else GeminiScript()
-
-    def _record(self, exchange: GeminiExchange) -> None:
-        with self._lock:
-            self.exchanges.append(exchange)
-
-    def _track(self, conn: socket.socket, *, add: bool) -> None:
-        with self._lock:
-            if add:
-                self._connections.add(conn)
-            else:
-                self._connections.discard(conn)

@@ -20,25 +20,30 @@ incomplete body that the client reports as a connection error, as a real network
 from __future__ import annotations
 
 import base64
-import contextlib
 import hashlib
 import itertools
 import json
 import logging
-import socket
 import struct
-import threading
 import time
 import uuid
-from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from types import TracebackType
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-if TYPE_CHECKING:
-    from typing import Self
+from ._base import (
+    BadRequestError,
+    FakeHandler,
+    FakeServer,
+    SSEEvent,
+    collect_text,
+    compact_json,
+    estimate_tokens,
+    parse_json_object,
+    retry_headers,
+    schema_instance,
+    split_text,
+)
 
 __all__ = [
     "DEFAULT_TEXT",
@@ -55,11 +60,6 @@ DEFAULT_TEXT = "This is a test response from the fake OpenAI server."
 
 #: Length of the embedding vectors (unless the request asks for ``dimensions``).
 EMBEDDING_DIMENSIONS = 8
-
-#: ``retry-after-ms`` sent with retryable errors: positive, so the SDK honours it instead of its
-#: 0.5-8 s exponential backoff, and tiny, so retries (only when the client's ``max_retries`` > 0)
-#: are immediate. ``x-should-retry`` is not sent: whether to retry stays the client's decision.
-_RETRY_AFTER_MS = "1"
 
 _SYSTEM_FINGERPRINT = "fp_fake0openai"
 
@@ -186,145 +186,15 @@ class Exchange:
 # --------------------------------------------------------------------------------------------
 
 
-def _estimate_tokens(text: str) -> int:
-    """The deterministic stand-in for a tokenizer: ``len(text) // 4 + 1``."""
-    return len(text) // 4 + 1
-
-
-def _collect_text(value: Any, out: list[str]) -> None:
-    """Append every string found in message/content-like structures (strings, lists, dicts)."""
-    if isinstance(value, str):
-        out.append(value)
-    elif isinstance(value, list):
-        for item in value:
-            _collect_text(item, out)
-    elif isinstance(value, dict):
-        for key in ("content", "text", "input", "arguments", "output", "refusal"):
-            if key in value:
-                _collect_text(value[key], out)
+_TEXT_KEYS = ("content", "text", "input", "arguments", "output", "refusal")
 
 
 def _input_text(*values: Any) -> str:
+    """Every string found in message/content-like structures, one a line."""
     parts: list[str] = []
     for value in values:
-        _collect_text(value, parts)
+        collect_text(value, _TEXT_KEYS, parts)
     return "\n".join(parts)
-
-
-def _split_text(text: str, chunks: int | None) -> list[str]:
-    """Split ``text`` into stream pieces: ``chunks`` near-equal pieces, or one per word.
-
-    Words keep their leading space (``"This", " is", " a"``), like real tokens. Joining the pieces
-    always gives ``text`` back.
-    """
-    if chunks is not None:
-        count = max(1, int(chunks))
-        size, extra = divmod(len(text), count)
-        pieces: list[str] = []
-        start = 0
-        for i in range(count):
-            end = start + size + (1 if i < extra else 0)
-            pieces.append(text[start:end])
-            start = end
-        return pieces
-    pieces = []
-    current = ""
-    for char in text:
-        if char.isspace() and current and not current.isspace():
-            pieces.append(current)
-            current = ""
-        current += char
-    if current or not pieces:
-        pieces.append(current)
-    return pieces
-
-
-def _resolve_ref(ref: str, root: dict[str, Any]) -> dict[str, Any]:
-    node: Any = root
-    if not ref.startswith("#"):
-        return {}
-    for part in ref.lstrip("#").strip("/").split("/"):
-        if not part:
-            continue
-        part = part.replace("~1", "/").replace("~0", "~")
-        if not isinstance(node, dict) or part not in node:
-            return {}
-        node = node[part]
-    return node if isinstance(node, dict) else {}
-
-
-_STRING_FORMATS = {
-    "date-time": "1970-01-01T00:00:00Z",
-    "date": "1970-01-01",
-    "time": "00:00:00",
-    "duration": "PT0S",
-    "uuid": "00000000-0000-0000-0000-000000000000",
-    "email": "user@example.com",
-    "uri": "https://example.com/",
-    "hostname": "example.com",
-    "ipv4": "127.0.0.1",
-    "ipv6": "::1",
-}
-
-
-def _schema_instance(schema: Any, root: dict[str, Any], depth: int = 0) -> Any:
-    """The smallest JSON value that satisfies a (structured-outputs style) JSON schema."""
-    if not isinstance(schema, dict) or depth > 32:
-        return None
-    if "$ref" in schema:
-        return _schema_instance(_resolve_ref(schema["$ref"], root), root, depth + 1)
-    if "const" in schema:
-        return schema["const"]
-    if schema.get("enum"):
-        return schema["enum"][0]
-    if "default" in schema:
-        return schema["default"]
-    for key in ("anyOf", "oneOf"):
-        options = schema.get(key)
-        if isinstance(options, list) and options:
-            non_null = [o for o in options if not (isinstance(o, dict) and o.get("type") == "null")]
-            if len(non_null) < len(options):
-                return None
-            return _schema_instance(options[0], root, depth + 1)
-    if isinstance(schema.get("allOf"), list) and schema["allOf"]:
-        merged: dict[str, Any] = {}
-        for part in schema["allOf"]:
-            if isinstance(part, dict):
-                merged.update(_resolve_ref(part["$ref"], root) if "$ref" in part else part)
-        return _schema_instance(merged, root, depth + 1)
-    kind = schema.get("type")
-    if isinstance(kind, list):
-        if "null" in kind:
-            return None
-        kind = kind[0] if kind else None
-    if kind == "object" or (kind is None and "properties" in schema):
-        properties = schema.get("properties") or {}
-        required = schema.get("required") or []
-        return {
-            name: _schema_instance(properties.get(name, {}), root, depth + 1) for name in required
-        }
-    if kind == "array":
-        count = int(schema.get("minItems") or 0)
-        if isinstance(schema.get("prefixItems"), list):
-            return [_schema_instance(s, root, depth + 1) for s in schema["prefixItems"]]
-        return [_schema_instance(schema.get("items", {}), root, depth + 1) for _ in range(count)]
-    if kind == "string":
-        if schema.get("format") in _STRING_FORMATS:
-            return _STRING_FORMATS[schema["format"]]
-        return "x" * int(schema.get("minLength") or 0)
-    if kind == "integer":
-        return int(schema.get("minimum", schema.get("exclusiveMinimum", -1) + 1))
-    if kind == "number":
-        if "minimum" in schema:
-            return float(schema["minimum"])
-        if "exclusiveMinimum" in schema:
-            return float(schema["exclusiveMinimum"]) + 1.0
-        return 0.0
-    if kind == "boolean":
-        return False
-    if kind == "null":
-        return None
-    return {}
 
 
 def _json_default_text(fmt: Any) -> str | None:
@@ -343,7 +213,7 @@ def _json_default_text(fmt: Any) -> str | None:
     schema = holder.get("schema") if isinstance(holder, dict) else None
     if not isinstance(schema, dict):
         return "{}"
-    return json.dumps(_schema_instance(schema, schema), separators=(",", ":"))
+    return json.dumps(schema_instance(schema, schema), separators=(",", ":"))
 
 
 def _embedding(item: Any, dimensions: int) -> list[float]:
@@ -381,155 +251,41 @@ def _error_payload(status: int, message: str | None = None) -> dict[str, Any]:
     }
 
 
-def _is_retryable(status: int) -> bool:
-    return status in (408, 409, 429) or status >= 500
-
-
-@dataclass
-class _Event:
-    """One SSE event to write: optional ``event:`` name, ``data:`` text, the usage it carries."""
-
-    data: str
-    name: str | None = None
-    usage: dict[str, Any] | None = None
-
-
-def _json(payload: Any) -> str:
-    return json.dumps(payload, separators=(",", ":"), ensure_ascii=False)
-
-
-class _BadRequestError(Exception):
-    def __init__(self, message: str) -> None:
-        super().__init__(message)
-        self.message = message
-
-
 # --------------------------------------------------------------------------------------------
 # HTTP plumbing
 # --------------------------------------------------------------------------------------------
 
 
-class _HTTPServer(ThreadingHTTPServer):
-    daemon_threads = True
-    block_on_close = False
-    allow_reuse_address = True
-
-    def __init__(self, address: tuple[str, int], fake: FakeOpenAIServer) -> None:
-        self.fake = fake
-        super().__init__(address, _Handler)
-
-    def handle_error(self, request: Any, client_address: Any) -> None:
-        """Log (instead of printing a traceback) when a connection breaks unexpectedly."""
-        _log.debug("fake openai: error on connection from %s", client_address, exc_info=True)
-
-
-class _Handler(BaseHTTPRequestHandler):
-    protocol_version = "HTTP/1.1"
+class _Handler(FakeHandler):
     server_version = "fake-openai/1.0"
-    disable_nagle_algorithm = True  # small SSE writes: no 40 ms delayed-ACK stalls
-    server: _HTTPServer
-
-    # -- connection bookkeeping -------------------------------------------------------------
-
-    def setup(self) -> None:
-        super().setup()
-        self.server.fake._track(self.connection, add=True)
-
-    def finish(self) -> None:
-        try:
-            super().finish()
-        except OSError:
-            pass
-        finally:
-            self.server.fake._track(self.connection, add=False)
-
-    def log_message(self, format: str, *args: Any) -> None:
-        _log.debug("fake openai: " + format, *args)
-
-    # -- dispatch ---------------------------------------------------------------------------
-
-    def do_POST(self) -> None:
-        self._dispatch()
-
-    def do_GET(self) -> None:
-        self._dispatch()
-
-    def do_PUT(self) -> None:
-        self._dispatch()
-
-    def do_PATCH(self) -> None:
-        self._dispatch()
-
-    def do_DELETE(self) -> None:
-        self._dispatch()
-
-    def _read_body(self) -> bytes:
-        if "chunked" in (self.headers.get("Transfer-Encoding") or "").lower():
-            body = b""
-            while True:
-                size_line = self.rfile.readline()
-                size = int(size_line.split(b";")[0].strip() or b"0", 16)
-                if size == 0:
-                    while self.rfile.readline() not in (b"\r\n", b"\n", b""):
-                        pass
-                    return body
-                body += self.rfile.read(size)
-                self.rfile.readline()
-        length = int(self.headers.get("Content-Length") or 0)
-        return self.rfile.read(length) if length > 0 else b""
-
-    def _dispatch(self) -> None:
-        try:
-            self._answer()
-        except OSError:
-            # The client (or stop()) closed the connection mid-answer: nothing more to say.
-            self.close_connection = True
+    # A stream cut by ``cut_after`` never gets its terminating chunk, even after ``[DONE]``.
+    _cut_complete_streams = True
 
     def _answer(self) -> None:
-        fake = self.server.fake
         raw = self._read_body()
         path = self.path.split("?", 1)[0].rstrip("/") or "/"
-        request: dict[str, Any] = {}
-        json_error: str | None = None
-        if raw:
-            try:
-                parsed = json.loads(raw)
-            except ValueError as exc:
-                json_error = f"We could not parse the JSON body of your request. ({exc})"
-            else:
-                if isinstance(parsed, dict):
-                    request = parsed
-                else:
-                    json_error = "The request body must be a JSON object."
+        request, json_error = parse_json_object(
+            raw,
+            invalid="We could not parse the JSON body of your request. ({exc})",
+            not_object="The request body must be a JSON object.",
+        )
         exchange = Exchange(
             path=path,
             request=request,
-            headers={k.lower(): v for k, v in self.headers.items()},
+            headers=self._request_headers(),
             stream=request.get("stream") is True,
         )
-        fake._record(exchange)
+        self.server.fake._record(exchange)
 
         route = _ROUTES.get(path) if self.command == "POST" else None
         if route is None:
             self._send_error(exchange, 404, f"Invalid URL ({self.command} {path})", code=None)
             return
-
-        script = fake._next_script()
-        if script.delay > 0:
-            time.sleep(script.delay)
-        if script.status is not None and script.status >= 400:
-            self._send_error(exchange, script.status)
-            return
-        try:
-            if json_error is not None:
-                raise _BadRequestError(json_error)
-            route(self, exchange, script, request)
-        except _BadRequestError as exc:
-            self._send_error(exchange, 400, exc.message)
+        self._call_route(route, exchange, request, json_error)
 
     # -- writers ----------------------------------------------------------------------------
 
-    def _common_headers(self) -> None:
+    def _common_headers(self, status: int) -> None:
         self.send_header("x-request-id", _random_id("req_", 32))
         self.send_header("openai-version", "2020-10-01")
         self.send_header("openai-processing-ms", "1")
@@ -542,15 +298,7 @@ class _Handler(BaseHTTPRequestHandler):
         headers: dict[str, str] | None = None,
     ) -> None:
         body = json.dumps(payload, indent=2, ensure_ascii=False).encode()
-        exchange.status = status
-        self.send_response(status)
-        self.send_header("Content-Type", "application/json")
-        self.send_header("Content-Length", str(len(body)))
-        self._common_headers()
-        for name, value in (headers or {}).items():
-            self.send_header(name, value)
-        self.end_headers()
-        self.wfile.write(body)
+        self._send_body(exchange, status, body, "application/json", headers)
 
     def _send_error(
         self,
@@ -561,7 +309,7 @@ class _Handler(BaseHTTPRequestHandler):
     ) -> None:
         payload = _error_payload(status, message)
         payload["error"].update(overrides)
-        headers = {"retry-after-ms": _RETRY_AFTER_MS} if _is_retryable(status) else {}
+        headers = retry_headers(status)
         if status == 429:
             headers.update(
                 {
@@ -571,36 +319,6 @@ class _Handler(BaseHTTPRequestHandler):
             )
         self._send_json(exchange, status, payload, headers)
 
-    def _send_stream(self, exchange: Exchange, script: Script, events: list[_Event]) -> None:
-        """Write ``events`` as a chunked ``text/event-stream``; honours delays and ``cut_after``."""
-        exchange.status = 200
-        self.send_response(200)
-        self.send_header("Content-Type", "text/event-stream; charset=utf-8")
-        self.send_header("Transfer-Encoding", "chunked")
-        self.send_header("Cache-Control", "no-cache")
-        self._common_headers()
-        self.end_headers()
-        limit = script.cut_after
-        for index, event in enumerate(events):
-            if limit is not None and index >= max(0, limit):
-                break
-            if index and script.chunk_delay > 0:
-                time.sleep(script.chunk_delay)
-            text = (f"event: {event.name}\n" if event.name else "") + f"data: {event.data}\n\n"
-            data = text.encode()
-            if event.usage is not None:
-                exchange.usage = event.usage
-            exchange.events += 1
-            self.wfile.write(b"%X\r\n%s\r\n" % (len(data), data))
-        if limit is not None:
-            # Abrupt end: no terminating zero-length chunk, then FIN. The client sees an incomplete
-            # chunked body (httpx: RemoteProtocolError -> openai.APIConnectionError).
-            self.close_connection = True
-            with contextlib.suppress(OSError):
-                self.connection.shutdown(socket.SHUT_RDWR)
-            return
-        self.wfile.write(b"0\r\n\r\n")
-
     # -- endpoints --------------------------------------------------------------------------
 
     def _chat_completions(
@@ -609,20 +327,20 @@ class _Handler(BaseHTTPRequestHandler):
         model = request.get("model")
         messages = request.get("messages")
         if not isinstance(model, str) or not model:
-            raise _BadRequestError("you must provide a model parameter")
+            raise BadRequestError("you must provide a model parameter")
         if not isinstance(messages, list) or not messages:
-            raise _BadRequestError("Missing required parameter: 'messages'.")
+            raise BadRequestError("Missing required parameter: 'messages'.")
         try:
             n = max(1, int(request.get("n") or 1))
         except (TypeError, ValueError):
-            raise _BadRequestError("Invalid type for 'n': expected an integer.") from None
+            raise BadRequestError("Invalid type for 'n': expected an integer.") from None
         text = script.text
         if text is None:
             text = _json_default_text(request.get("response_format")) or DEFAULT_TEXT
-        pieces = _split_text(text, script.chunks)
+        pieces = split_text(text, script.chunks)
         prompt = script.prompt_tokens
         if prompt is None:
-            prompt = _estimate_tokens(_input_text(messages)) + script.cached_tokens
+            prompt = estimate_tokens(_input_text(messages)) + script.cached_tokens
         completion = script.completion_tokens
         if completion is None:
             completion = len(pieces) * n + script.reasoning_tokens
@@ -686,13 +404,13 @@ class _Handler(BaseHTTPRequestHandler):
             "system_fingerprint": _SYSTEM_FINGERPRINT,
         }
 
-        def chunk(choices: list[dict[str, Any]], carried: dict[str, Any] | None = None) -> _Event:
+        def chunk(choices: list[dict[str, Any]], carried: dict[str, Any] | None = None) -> SSEEvent:
             payload = dict(base, choices=choices)
             if carried is not None:
                 payload["usage"] = carried
             elif usage_null:
                 payload["usage"] = None
-            return _Event(_json(payload), usage=carried)
+            return SSEEvent(compact_json(payload), usage=carried)
 
         def choice(index: int, delta: dict[str, Any], finish: str | None = None) -> dict[str, Any]:
             return {
@@ -702,7 +420,7 @@ class _Handler(BaseHTTPRequestHandler):
                 "finish_reason": finish,
             }
 
-        events: list[_Event] = []
+        events: list[SSEEvent] = []
         for p, piece in enumerate(pieces):
             for i in range(n):
                 if p == 0:
@@ -726,15 +444,15 @@ class _Handler(BaseHTTPRequestHandler):
             events.append(chunk([choice(i, {}, "stop")], usage if deepseek and last else None))
         if usage_null:
             events.append(chunk([], usage))
-        events.append(_Event("[DONE]"))
-        self._send_stream(exchange, script, events)
+        events.append(SSEEvent("[DONE]"))
+        self._send_sse(exchange, script, events)
 
     def _responses(self, exchange: Exchange, script: Script, request: dict[str, Any]) -> None:
         model = request.get("model")
         if not isinstance(model, str) or not model:
-            raise _BadRequestError("you must provide a model parameter")
+            raise BadRequestError("you must provide a model parameter")
         if "input" not in request and "previous_response_id" not in request:
-            raise _BadRequestError("Missing required parameter: 'input'.")
+            raise BadRequestError("Missing required parameter: 'input'.")
         text_config = request.get("text") if isinstance(request.get("text"), dict) else {}
         text_format = (
             text_config.get("format")
@@ -744,12 +462,10 @@ class _Handler(BaseHTTPRequestHandler):
         text = script.text
         if text is None:
             text = _json_default_text(text_format) or DEFAULT_TEXT
-        pieces = _split_text(text, script.chunks)
+        pieces = split_text(text, script.chunks)
         prompt = script.prompt_tokens
         if prompt is None:
-            prompt = _estimate_tokens(
-                _input_text(request.get("instructions"), request.get("input"))
-            )
+            prompt = estimate_tokens(_input_text(request.get("instructions"), request.get("input")))
             prompt += script.cached_tokens
         completion = script.completion_tokens
         if completion is None:
@@ -850,11 +566,11 @@ class _Handler(BaseHTTPRequestHandler):
         )
         obfuscate = options.get("include_obfuscation", True) is not False
         counter = itertools.count()
-        events: list[_Event] = []
+        events: list[SSEEvent] = []
 
         def emit(kind: str, carried: dict[str, Any] | None = None, **fields: Any) -> None:
             payload = {"type": kind, **fields, "sequence_number": next(counter)}
-            events.append(_Event(_json(payload), name=kind, usage=carried))
+            events.append(SSEEvent(compact_json(payload), name=kind, usage=carried))
 
         emit("response.created", response=response("in_progress", [], final=False))
         emit("response.in_progress", response=response("in_progress", [], final=False))
@@ -912,27 +628,27 @@ class _Handler(BaseHTTPRequestHandler):
             carried=usage,
             response=response("completed", final_output, final=True),
         )
-        self._send_stream(exchange, script, events)
+        self._send_sse(exchange, script, events)
 
     def _embeddings(self, exchange: Exchange, script: Script, request: dict[str, Any]) -> None:
         model = request.get("model")
         if not isinstance(model, str) or not model:
-            raise _BadRequestError("you must provide a model parameter")
+            raise BadRequestError("you must provide a model parameter")
         raw_input = request.get("input")
         if isinstance(raw_input, str) and raw_input:
             items: list[Any] = [raw_input]
         elif isinstance(raw_input, list) and raw_input:
             items = [raw_input] if all(isinstance(x, int) for x in raw_input) else list(raw_input)
         else:
-            raise _BadRequestError(
+            raise BadRequestError(
                 "'$.input' is invalid. Please check the API reference: https://platform.openai.com/docs/api-reference."
             )
         encoding = request.get("encoding_format", "float")
         if encoding not in ("float", "base64"):
-            raise _BadRequestError(f"Invalid value for 'encoding_format': {encoding!r}.")
+            raise BadRequestError(f"Invalid value for 'encoding_format': {encoding!r}.")
         dimensions = request.get("dimensions", EMBEDDING_DIMENSIONS)
         if not isinstance(dimensions, int) or dimensions < 1:
-            raise _BadRequestError("Invalid value for 'dimensions'.")
+            raise BadRequestError("Invalid value for 'dimensions'.")
 
         data: list[dict[str, Any]] = []
         for index, item in enumerate(items):
@@ -948,7 +664,7 @@ class _Handler(BaseHTTPRequestHandler):
             text_items = [x for x in items if isinstance(x, str)]
             prompt = sum(len(x) for x in token_items)
             if text_items:
-                prompt += _estimate_tokens("\n".join(text_items))
+                prompt += estimate_tokens("\n".join(text_items))
         payload: dict[str, Any] = {
             "object": "list",
             "data": data,
@@ -973,112 +689,19 @@ _ROUTES: dict[str, Callable[[_Handler, Exchange, Script, dict[str, Any]], None]]
 # --------------------------------------------------------------------------------------------
 
 
-class FakeOpenAIServer:
+class FakeOpenAIServer(FakeServer[Script, Exchange]):
     """An OpenAI-compatible server on a loopback port, driven by a queue of :class:`Script`.
 
     Use as a context manager (``with FakeOpenAIServer() as server:``) or call :meth:`start` /
     :meth:`stop`. Point the SDK at :attr:`base_url`.
     """
 
-    def __init__(self, host: str = "127.0.0.1", port: int = 0) -> None:
-        self._host = host
-        self._port = port
-        self._httpd: _HTTPServer | None = None
-        self._thread: threading.Thread | None = None
-        self._lock = threading.Lock()
-        self._scripts: deque[Script] = deque()
-        self._connections: set[socket.socket] = set()
-        self.exchanges: list[Exchange] = []
-        """Every request answered, in arrival order (appended under a lock)."""
-
-    # -- lifecycle --------------------------------------------------------------------------
-
-    def start(self) -> Self:
-        """Bind the port and serve in a daemon thread; returns ``self``. Idempotent."""
-        if self._httpd is not None:
-            return self
-        httpd = _HTTPServer((self._host, self._port), self)
-        thread = threading.Thread(
-            target=httpd.serve_forever,
-            kwargs={"poll_interval": 0.05},
-            name=f"fake-openai-{httpd.server_address[1]}",
-            daemon=True,
-        )
-        self._httpd, self._thread = httpd, thread
-        thread.start()
-        return self
-
-    def stop(self) -> None:
-        """Stop serving, drop open (keep-alive or streaming) connections and free the port."""
-        httpd, thread = self._httpd, self._thread
-        if httpd is None:
-            return
-        self._httpd = self._thread = None
-        httpd.shutdown()
-        with self._lock:
-            connections = list(self._connections)
-        for conn in connections:
-            with contextlib.suppress(OSError):
-                conn.shutdown(socket.SHUT_RDWR)
-        httpd.server_close()
-        if thread is not None:
-            thread.join(timeout=5)
-
-    def __enter__(self) -> Self:
-        return self.start()
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.stop()
-
-    # -- addresses --------------------------------------------------------------------------
-
-    @property
-    def port(self) -> int:
-        """The bound port (the server must be started)."""
-        if self._httpd is None:
-            raise RuntimeError("FakeOpenAIServer is not started")
-        return int(self._httpd.server_address[1])
+    _name = "openai"
+    _logger = _log
+    _handler_class = _Handler
+    _script_class = Script
 
     @property
     def base_url(self) -> str:
         """``http://127.0.0.1:<port>/v1``: what ``openai.OpenAI(base_url=...)`` takes."""
         return f"http://{self._host}:{self.port}/v1"
-
-    # -- scripting and records --------------------------------------------------------------
-
-    def enqueue(self, *scripts: Script) -> None:
-        """Queue answers for the next requests, FIFO; an empty queue answers ``Script()``."""
-        with self._lock:
-            self._scripts.extend(scripts)
-
-    def reset(self) -> None:
-        """Forget queued scripts and recorded exchanges."""
-        with self._lock:
-            self._scripts.clear()
-            self.exchanges.clear()
-
-    @property
-    def pending(self) -> int:
-        """Number of scripts still queued."""
-        with self._lock:
-            return len(self._scripts)
-
-    def _next_script(self) -> Script:
-        with self._lock:
-            return self._scripts.popleft() if self._scripts else Script()
-
-    def _record(self, exchange: Exchange) -> None:
-        with self._lock:
-            self.exchanges.append(exchange)
-
-    def _track(self, conn: socket.socket, *, add: bool) -> None:
-        with self._lock:
-            if add:
-                self._connections.add(conn)
-            else:
-                self._connections.discard(conn)
