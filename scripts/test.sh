@@ -3,5 +3,5 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh
-.venv/bin/ruff check otel_llm_cost tests bench
+.venv/bin/ruff check otel_llm_cost tests bench grafana
 exec .venv/bin/python -m pytest -q "$@"
