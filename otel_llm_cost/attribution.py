@@ -28,6 +28,10 @@ DEFAULT_METRIC_ATTRIBUTES: frozenset[str] = frozenset({AGENT, FEATURE})
 
 #: Longest attribute value kept; longer values are cut (bounded size on spans and labels).
 MAX_VALUE_LENGTH = 128
+#: Longest attribute name accepted from baggage or ``usage_context`` extras.
+MAX_KEY_LENGTH = 64
+#: Most ``llm.*`` extras taken from baggage (which crosses trust boundaries).
+MAX_BAGGAGE_EXTRAS = 16
 
 _EMPTY: Mapping[str, str] = MappingProxyType({})
 _current: contextvars.ContextVar[Mapping[str, str]] = contextvars.ContextVar(
@@ -71,7 +75,7 @@ class usage_context:  # noqa: N801 - a context manager used like a function, as 
                 attributes[key] = _bounded(value)
         for name, value in extra.items():
             if value is not None:
-                attributes[EXTRA_PREFIX + name] = _bounded(value)
+                attributes[EXTRA_PREFIX + name[:MAX_KEY_LENGTH]] = _bounded(value)
         self._attributes = attributes
         self._tokens: list[contextvars.Token[Mapping[str, str]]] = []
 
@@ -135,11 +139,16 @@ def current_attribution() -> Mapping[str, str]:
     entries = baggage.get_all()
     if not entries:
         return explicit
-    from_baggage = {
-        key: _bounded(value)
-        for key, value in entries.items()
-        if _is_attribution_key(key) and key not in explicit
-    }
+    from_baggage: dict[str, str] = {}
+    extras = 0
+    for key, value in entries.items():
+        if key in explicit or len(key) > MAX_KEY_LENGTH or not _is_attribution_key(key):
+            continue
+        if key not in (AGENT, USER, SESSION, FEATURE):
+            extras += 1
+            if extras > MAX_BAGGAGE_EXTRAS:
+                continue
+        from_baggage[key] = _bounded(value)
     if not from_baggage:
         return explicit
     from_baggage.update(explicit)

@@ -139,6 +139,26 @@ def async_wrapper(recorder: Recorder, spec: CallSpec, where: str) -> Callable[..
     return wrapper
 
 
+class _Switch:
+    """On while its instrumentor is instrumenting. SDK helpers that captured a wrapped bound
+    method (``with_raw_response``, legacy clients with metadata) keep calling our wrapper after
+    ``uninstrument()``; with the switch off it passes straight through."""
+
+    __slots__ = ("on",)
+
+    def __init__(self) -> None:
+        self.on = True
+
+
+def _switched(wrapper: Callable[..., Any], switch: _Switch) -> Callable[..., Any]:
+    def switched(wrapped: Callable[..., Any], instance: Any, args: Any, kwargs: Any) -> Any:
+        if switch.on:
+            return wrapper(wrapped, instance, args, kwargs)
+        return wrapped(*args, **kwargs)  # for async methods: the coroutine, as unwrapped
+
+    return switched
+
+
 @dataclass(frozen=True)
 class WrapPoint:
     """One SDK method to wrap: ``module`` + dotted ``name`` (``Class.method``)."""
@@ -193,6 +213,7 @@ class LLMCostInstrumentor(BaseInstrumentor):  # type: ignore[misc]
 
     def _instrument(self, **kwargs: Any) -> None:
         self._wrapped: list[tuple[Any, str]] = []
+        self._switch = _Switch()
         conflict = get_dependency_conflicts(list(self._instruments))
         if conflict is not None:
             if conflict.found is None:
@@ -235,13 +256,16 @@ class LLMCostInstrumentor(BaseInstrumentor):  # type: ignore[misc]
             make = async_wrapper if point.is_async else sync_wrapper
             wrapper = make(recorder, point.spec, where)
         try:
-            wrapt.wrap_function_wrapper(owner, attr, wrapper)
+            wrapt.wrap_function_wrapper(owner, attr, _switched(wrapper, self._switch))
         except Exception as exc:
             _log.internal_error(f"wrapping {where}", exc)
             return
         self._wrapped.append((owner, attr))
 
     def _uninstrument(self, **kwargs: Any) -> None:
+        switch = getattr(self, "_switch", None)
+        if switch is not None:
+            switch.on = False
         for owner, attr in reversed(getattr(self, "_wrapped", [])):
             unwrap(owner, attr)
         self._wrapped = []

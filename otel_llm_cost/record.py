@@ -22,12 +22,15 @@ class CallRecord:
 
     __slots__ = (
         "attribution",
+        "capture",
+        "completion",
         "done",
         "error_type",
         "estimator",
         "finish_reasons",
         "first_chunk",
         "operation",
+        "prompt",
         "provider",
         "request_model",
         "response_id",
@@ -71,3 +74,7 @@ class CallRecord:
         self.estimator: Callable[[], Usage | None] | None = None
         self.span: Any = None
         self.done = False
+        #: Whether message content may be recorded (opt-in); then providers fill these two.
+        self.capture = False
+        self.prompt: Any = None
+        self.completion: str | None = None

@@ -5,6 +5,7 @@ Nothing here knows an SDK. Metrics are recorded whether or not the span is sampl
 
 from __future__ import annotations
 
+import json
 import time
 from typing import Any
 
@@ -123,6 +124,7 @@ class Recorder:
             streaming=streaming,
             attribution=current_attribution(),
         )
+        rec.capture = self.settings.capture_content
         attributes: dict[str, Any] = {
             OPERATION: operation,
             PROVIDER: provider,
@@ -180,17 +182,33 @@ class Recorder:
         if rec.response_model:
             rec.response_model = _strip_models_prefix(rec.response_model)
 
-        pricer = self.price_book.pricer(rec.provider, rec.request_model, rec.response_model)
-        price_status = pricer.status
-        costs: tuple[float, ...] | None = None
-        if usage is not None and price_status != STATUS_UNPRICED:
-            costs = pricer.cost(usage, rec.start_time_ns / 1e9)
-            if costs is None:
-                price_status = STATUS_UNPRICED
+        price_status, costs = self._price(rec, usage)
         total_cost = sum(costs) if costs is not None else None
 
-        self._end_span(rec, usage, source, price_status, total_cost, end)
+        # Span and metrics fail independently: a broken tracer never costs the metrics.
+        try:
+            self._end_span(rec, usage, source, price_status, total_cost, end)
+        except Exception as exc:
+            _log.internal_error("recorder span", exc)
+            try:
+                rec.span.end()  # an unended span would be kept by span processors
+            except Exception:
+                pass
         self._record_metrics(rec, usage, costs, total_cost, source, price_status, end)
+
+    def _price(self, rec: CallRecord, usage: Usage | None) -> tuple[str, tuple[float, ...] | None]:
+        """(``llm.price.status``, cost per token type); a pricing fault counts as unpriced."""
+        try:
+            pricer = self.price_book.pricer(rec.provider, rec.request_model, rec.response_model)
+            if usage is None or pricer.status == STATUS_UNPRICED:
+                return pricer.status, None
+            costs = pricer.cost(usage, rec.start_time_ns / 1e9)
+        except Exception as exc:
+            _log.internal_error("pricing", exc)
+            return STATUS_UNPRICED, None
+        if costs is None:
+            return STATUS_UNPRICED, None
+        return pricer.status, costs
 
     def _metric_base(self, rec: CallRecord) -> dict[str, Any]:
         base: dict[str, Any] = {
@@ -284,15 +302,33 @@ class Recorder:
             if rec.error_type:
                 attributes[ERROR_TYPE] = rec.error_type
                 span.set_status(Status(StatusCode.ERROR))
+            if rec.capture:
+                _add_content(attributes, rec)
             span.set_attributes(attributes)
         # End time consistent with the duration metric (perf_counter based).
         span.end(end_time=rec.start_time_ns + int((end - rec.start) * 1e9))
 
 
+#: Longest message content kept on a span attribute (opt-in capture), in characters.
+MAX_CONTENT_CHARS = 32_768
+
+
+def _add_content(attributes: dict[str, Any], rec: CallRecord) -> None:
+    """Opt-in message content (OTEL_INSTRUMENTATION_GENAI_CAPTURE_MESSAGE_CONTENT=true)."""
+    if rec.prompt is not None:
+        text = json.dumps(rec.prompt, default=str, ensure_ascii=False)
+        attributes["gen_ai.input.messages"] = text[:MAX_CONTENT_CHARS]
+    if rec.completion:
+        output = [{"role": "assistant", "parts": [{"type": "text", "content": rec.completion}]}]
+        text = json.dumps(output, ensure_ascii=False)
+        attributes["gen_ai.output.messages"] = text[:MAX_CONTENT_CHARS]
+
+
 def error_type_of(exc: BaseException) -> str:
-    """``error.type`` of an exception: the HTTP status if the provider answered, else the class."""
+    """``error.type`` of an exception: the HTTP error status if the provider answered with one,
+    else the class name (an error event inside a 200 stream is not "200")."""
     for attr in ("status_code", "code", "status"):
         value = getattr(exc, attr, None)
-        if isinstance(value, int) and 100 <= value <= 599:
+        if isinstance(value, int) and 400 <= value <= 599:
             return str(value)
     return type(exc).__qualname__

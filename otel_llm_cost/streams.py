@@ -153,12 +153,6 @@ class StreamProxy(_StreamProxyBase):
         finally:
             self._self_finalizer.end()
 
-    def close(self, *args: Any, **kwargs: Any) -> Any:
-        try:
-            return self.__wrapped__.close(*args, **kwargs)
-        finally:
-            self._self_finalizer.end()
-
 
 class AsyncStreamProxy(_StreamProxyBase):
     """An asynchronous stream (async iterator of chunks)."""
@@ -201,17 +195,60 @@ class AsyncStreamProxy(_StreamProxyBase):
         finally:
             self._self_finalizer.end()
 
+
+class _AsyncClose:
     async def close(self, *args: Any, **kwargs: Any) -> Any:
         try:
-            result = self.__wrapped__.close(*args, **kwargs)
+            result = self.__wrapped__.close(*args, **kwargs)  # type: ignore[attr-defined]
             if hasattr(result, "__await__"):
                 result = await result
             return result
         finally:
-            self._self_finalizer.end()
+            self._self_finalizer.end()  # type: ignore[attr-defined]
 
+
+class _AsyncAclose:
     async def aclose(self, *args: Any, **kwargs: Any) -> Any:
         try:
-            return await self.__wrapped__.aclose(*args, **kwargs)
+            return await self.__wrapped__.aclose(*args, **kwargs)  # type: ignore[attr-defined]
         finally:
-            self._self_finalizer.end()
+            self._self_finalizer.end()  # type: ignore[attr-defined]
+
+
+class _SyncClose:
+    def close(self, *args: Any, **kwargs: Any) -> Any:
+        try:
+            return self.__wrapped__.close(*args, **kwargs)  # type: ignore[attr-defined]
+        finally:
+            self._self_finalizer.end()  # type: ignore[attr-defined]
+
+
+_proxy_types: dict[type, type] = {}
+
+
+def wrap_stream(stream: Any, recorder: Recorder, rec: CallRecord, acc: Accumulator) -> Any:
+    """Proxy a stream (sync or async) with a class that has exactly the closing methods the
+    stream's own type has, so ``hasattr(stream, "aclose")`` answers as uninstrumented."""
+    kind = type(stream)
+    proxy_type = _proxy_types.get(kind)
+    if proxy_type is None:
+        is_async = hasattr(kind, "__anext__") or (
+            hasattr(kind, "__aiter__") and not hasattr(kind, "__iter__")
+        )
+        if is_async:
+            bases: tuple[type, ...] = (AsyncStreamProxy,)
+            if hasattr(kind, "close"):
+                bases = (_AsyncClose, *bases)
+            if hasattr(kind, "aclose"):
+                bases = (_AsyncAclose, *bases)
+        else:
+            bases = (StreamProxy,)
+            if hasattr(kind, "close"):
+                bases = (_SyncClose, *bases)
+        proxy_type = (
+            bases[0]
+            if len(bases) == 1
+            else type(f"{bases[-1].__name__}For{kind.__name__}", bases, {})
+        )
+        _proxy_types[kind] = proxy_type
+    return proxy_type(stream, recorder, rec, acc)

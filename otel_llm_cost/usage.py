@@ -45,15 +45,23 @@ class Usage:
         return (self.input, self.cache_read, self.cache_write, self.output, self.reasoning)
 
 
+#: The largest token count believed: anything above is a corrupt field, not usage (and would
+#: not fit the 64-bit integers of the OTLP encoding).
+MAX_TOKENS = 10**12
+
+
 def count(value: object) -> int:
-    """A token count from an SDK field: a non-negative int (None, junk and negatives give 0)."""
+    """A token count from an SDK field: an int in [0, MAX_TOKENS] (None, junk and negatives
+    give 0; absurdly large values are cut to MAX_TOKENS)."""
     if value is None or isinstance(value, bool):
         return 0
     try:
         number = int(value)  # type: ignore[call-overload]
     except (TypeError, ValueError, OverflowError):
         return 0
-    return number if number > 0 else 0
+    if number <= 0:
+        return 0
+    return number if number <= MAX_TOKENS else MAX_TOKENS
 
 
 def from_totals(

@@ -47,15 +47,15 @@ def gemini_usage(meta: Any) -> Usage:
     )
 
 
-def _chunk_chars(response: Any) -> int:
-    chars = 0
+def _chunk_text(response: Any) -> str:
+    texts = []
     for candidate in getattr(response, "candidates", None) or ():
         content = getattr(candidate, "content", None)
         for part in getattr(content, "parts", None) or ():
             text = getattr(part, "text", None)
             if text:
-                chars += len(text)
-    return chars
+                texts.append(text)
+    return "".join(texts)
 
 
 def _finish_reason(response: Any) -> str | None:
@@ -77,13 +77,16 @@ def read_gemini_response(rec: CallRecord, response: Any) -> int:
     meta = getattr(response, "usage_metadata", None)
     if has_counts(meta):
         rec.usage = gemini_usage(meta)
-    return _chunk_chars(response)
+    text = _chunk_text(response)
+    if rec.capture:
+        rec.completion = text
+    return len(text)
 
 
 class GeminiAccumulator:
     """Follows a Gemini stream: usage is a running total, the last chunk with counts wins."""
 
-    __slots__ = ("chars", "finish_reason", "meta", "model", "response_id", "seen")
+    __slots__ = ("chars", "finish_reason", "meta", "model", "response_id", "seen", "texts")
 
     def __init__(self) -> None:
         self.meta: Any = None
@@ -92,13 +95,18 @@ class GeminiAccumulator:
         self.finish_reason: str | None = None
         self.chars = 0
         self.seen = False
+        self.texts: list[str] | None = None  # only when content capture is on
 
     def on_chunk(self, chunk: Any) -> bool:
         self.seen = True
         meta = chunk.usage_metadata
         if meta is not None and has_counts(meta):
             self.meta = meta
-        self.chars += _chunk_chars(chunk)
+        text = _chunk_text(chunk)
+        if text:
+            self.chars += len(text)
+            if self.texts is not None:
+                self.texts.append(text)
         if self.model is None:
             self.model = getattr(chunk, "model_version", None)
             self.response_id = getattr(chunk, "response_id", None)
@@ -108,6 +116,8 @@ class GeminiAccumulator:
         return False
 
     def finish(self, rec: CallRecord) -> None:
+        if self.texts is not None:
+            rec.completion = "".join(self.texts)
         rec.response_model = model_id(self.model)
         rec.response_id = self.response_id or None
         if self.finish_reason:

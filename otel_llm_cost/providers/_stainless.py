@@ -9,11 +9,10 @@ from typing import Any
 
 import wrapt
 
-from .. import estimate
+from .. import estimate, streams
 from ..instrumentor import CallSpec
 from ..record import CallRecord
 from ..recorder import Recorder
-from ..streams import AsyncStreamProxy, StreamProxy
 from ..usage import Usage
 
 RAW_RESPONSE_HEADER = "X-Stainless-Raw-Response"
@@ -109,11 +108,6 @@ def is_stream(result: Any) -> bool:
     )
 
 
-def wrap_stream(recorder: Recorder, rec: CallRecord, stream: Any, acc: Any) -> Any:
-    proxy = AsyncStreamProxy if hasattr(type(stream), "__anext__") else StreamProxy
-    return proxy(stream, recorder, rec, acc)
-
-
 class StainlessSpec(CallSpec):
     """The request side and the result dispatch shared by the Stainless SDKs' endpoints.
 
@@ -139,6 +133,8 @@ class StainlessSpec(CallSpec):
             server_port=port,
             streaming=streaming,
         )
+        if rec.capture:
+            rec.prompt = {key: kwargs[key] for key in self.prompt_keys if key in kwargs}
         call_kwargs, hide_usage_chunk = self.prepare(kwargs, streaming)
         return rec, call_kwargs, (call_kwargs, hide_usage_chunk)
 
@@ -160,10 +156,12 @@ class StainlessSpec(CallSpec):
     def on_parsed(self, recorder: Recorder, rec: CallRecord, result: Any, state: Any) -> Any:
         if is_stream(result):
             acc = self.accumulator(state)
+            if rec.capture:
+                acc.texts = []
             rec.estimator = lambda: Usage(
                 input=self.estimate_input(state), output=estimate.tokens_for_chars(acc.chars)
             )
-            return wrap_stream(recorder, rec, result, acc)
+            return streams.wrap_stream(result, recorder, rec, acc)
         self.read_response(rec, result, state)
         recorder.finish(rec)
         return result

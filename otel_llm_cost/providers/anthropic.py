@@ -88,7 +88,7 @@ class MessageAccumulator:
     ``message_delta`` usage is cumulative: each field present overwrites, absent ones stay.
     """
 
-    __slots__ = ("chars", "counts", "id", "model", "seen_usage", "stop_reason")
+    __slots__ = ("chars", "counts", "id", "model", "seen_usage", "stop_reason", "texts")
 
     _FIELDS = (
         "input_tokens",
@@ -104,6 +104,7 @@ class MessageAccumulator:
         self.stop_reason: str | None = None
         self.chars = 0
         self.seen_usage = False
+        self.texts: list[str] | None = None  # only when content capture is on
 
     def _merge(self, usage: Any) -> None:
         if usage is None:
@@ -127,6 +128,8 @@ class MessageAccumulator:
             text = getattr(delta, "text", None) or getattr(delta, "thinking", None)
             if text:
                 self.chars += len(text)
+                if self.texts is not None and delta.type == "text_delta":
+                    self.texts.append(text)
         elif kind == "message_start":
             message = event.message
             self.model = message.model
@@ -141,6 +144,8 @@ class MessageAccumulator:
     def finish(self, rec: CallRecord) -> None:
         rec.response_model = self.model
         rec.response_id = self.id
+        if self.texts is not None:
+            rec.completion = "".join(self.texts)
         if self.stop_reason:
             rec.finish_reasons = [self.stop_reason]
         # Without message_delta the output count is message_start's placeholder: not usage.
@@ -182,6 +187,9 @@ class MessagesSpec(_stainless.StainlessSpec):
         stop = getattr(response, "stop_reason", None)
         if stop:
             rec.finish_reasons = [stop]
+        if rec.capture:
+            blocks = getattr(response, "content", None) or ()
+            rec.completion = "".join(getattr(b, "text", None) or "" for b in blocks)
         usage = getattr(response, "usage", None)
         if usage is not None:
             rec.usage = message_usage(usage)
@@ -217,13 +225,17 @@ def _hook_manager(
         request = original
 
         def make_request() -> Any:
-            return call_sync(recorder, spec, where, lambda: request(), instance, (), kwargs)
+            # call_sync may call its ``wrapped`` with the helper's kwargs (when it cannot record):
+            # the deferred request takes none.
+            return call_sync(
+                recorder, spec, where, lambda *_a, **_k: request(), instance, (), kwargs
+            )
 
         setattr(manager, name, make_request)
     else:
         awaitable = original
 
-        async def _await() -> Any:
+        async def _await(*_args: Any, **_kwargs: Any) -> Any:
             return await awaitable
 
         setattr(manager, name, call_async(recorder, spec, where, _await, instance, (), kwargs))

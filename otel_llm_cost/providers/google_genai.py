@@ -16,7 +16,7 @@ from .. import estimate
 from ..instrumentor import CallSpec, LLMCostInstrumentor, WrapPoint
 from ..record import CallRecord
 from ..recorder import Recorder
-from ..streams import AsyncStreamProxy, StreamProxy
+from ..streams import wrap_stream
 from ..usage import Usage
 from ._gemini import GeminiAccumulator, model_id, read_gemini_response
 
@@ -56,16 +56,19 @@ class GenerateSpec(CallSpec):
             server_port=port,
             streaming=self.streaming,
         )
+        if rec.capture:
+            rec.prompt = kwargs.get("contents")
         return rec, kwargs, kwargs
 
     def on_result(self, recorder: Recorder, rec: CallRecord, result: Any, state: Any) -> Any:
         if self.streaming:
             acc = GeminiAccumulator()
+            if rec.capture:
+                acc.texts = []
             rec.estimator = lambda: Usage(
                 input=_estimate_input(state), output=estimate.tokens_for_chars(acc.chars)
             )
-            proxy = AsyncStreamProxy if hasattr(result, "__aiter__") else StreamProxy
-            return proxy(result, recorder, rec, acc)
+            return wrap_stream(result, recorder, rec, acc)
         chars = read_gemini_response(rec, result)
         if rec.usage is None:
             rec.estimator = lambda: Usage(

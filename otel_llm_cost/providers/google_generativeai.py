@@ -11,12 +11,13 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from typing import Any
+from urllib.parse import urlsplit
 
 from .. import estimate
 from ..instrumentor import CallSpec, LLMCostInstrumentor, WrapPoint
 from ..record import CallRecord
 from ..recorder import Recorder
-from ..streams import AsyncStreamProxy, StreamProxy
+from ..streams import wrap_stream
 from ..usage import Usage
 from ._gemini import GeminiAccumulator, model_id, read_gemini_response
 
@@ -35,12 +36,11 @@ def _target(instance: Any) -> tuple[str | None, int | None]:
     host = getattr(transport, "_host", None)
     if not isinstance(host, str):
         return None, None
-    if "://" in host:
-        host = host.split("://", 1)[1]
-    name, _, port = host.rstrip("/").rpartition(":")
-    if name and port.isdigit():
-        return name, int(port)
-    return host, 443
+    try:
+        parts = urlsplit(host if "://" in host else "//" + host)
+        return parts.hostname, parts.port or 443  # hostname: never user:password@
+    except ValueError:
+        return None, None
 
 
 def _contents_chars(request: Any) -> int:
@@ -71,6 +71,8 @@ class LegacyGenerateSpec(CallSpec):
             server_port=port,
             streaming=self.streaming,
         )
+        if rec.capture:
+            rec.prompt = [str(c) for c in getattr(request, "contents", None) or ()]
         return rec, kwargs, request
 
     def on_result(self, recorder: Recorder, rec: CallRecord, result: Any, state: Any) -> Any:
@@ -79,12 +81,12 @@ class LegacyGenerateSpec(CallSpec):
 
         if self.streaming:
             acc = GeminiAccumulator()
+            if rec.capture:
+                acc.texts = []
             rec.estimator = lambda: Usage(
                 input=input_estimate(), output=estimate.tokens_for_chars(acc.chars)
             )
-            is_async = hasattr(result, "__aiter__") and not hasattr(result, "__iter__")
-            proxy = AsyncStreamProxy if is_async else StreamProxy
-            return proxy(result, recorder, rec, acc)
+            return wrap_stream(result, recorder, rec, acc)
         chars = read_gemini_response(rec, result)
         if rec.usage is None:
             rec.estimator = lambda: Usage(

@@ -110,7 +110,7 @@ class _Spec(_stainless.StainlessSpec):
 class ChatAccumulator:
     """Follows a chat-completions stream: usage, model, id, finish reasons, text length."""
 
-    __slots__ = ("chars", "finish_reasons", "hide_usage_chunk", "id", "model", "usage")
+    __slots__ = ("chars", "finish_reasons", "hide_usage_chunk", "id", "model", "texts", "usage")
 
     def __init__(self, hide_usage_chunk: bool) -> None:
         self.hide_usage_chunk = hide_usage_chunk
@@ -119,6 +119,7 @@ class ChatAccumulator:
         self.id: str | None = None
         self.finish_reasons: list[str] = []
         self.chars = 0
+        self.texts: list[str] | None = None  # only when content capture is on
 
     def on_chunk(self, chunk: Any) -> bool:
         if self.model is None:
@@ -131,6 +132,8 @@ class ChatAccumulator:
                 text = getattr(delta, "content", None) or getattr(delta, "text", None)
                 if text:
                     self.chars += len(text)
+                    if self.texts is not None:
+                        self.texts.append(text)
                 if choice.finish_reason:
                     self.finish_reasons.append(choice.finish_reason)
         usage = chunk.usage
@@ -143,6 +146,8 @@ class ChatAccumulator:
         rec.response_model = self.model
         rec.response_id = self.id
         rec.finish_reasons = self.finish_reasons or None
+        if self.texts is not None:
+            rec.completion = "".join(self.texts)
         if self.usage is not None:
             rec.usage = chat_usage(self.usage)
 
@@ -174,22 +179,24 @@ class ChatSpec(_Spec):
         choices = getattr(response, "choices", None) or ()
         reasons = [c.finish_reason for c in choices if getattr(c, "finish_reason", None)]
         rec.finish_reasons = reasons or None
+        if rec.capture:
+            rec.completion = "".join(_message_text(c) for c in choices)
         usage = getattr(response, "usage", None)
         if usage is not None:
             rec.usage = chat_usage(usage)
         else:
-            chars = sum(_message_chars(c) for c in choices)
+            chars = sum(len(_message_text(c)) for c in choices)
             rec.estimator = lambda: Usage(
                 input=self.estimate_input(state), output=estimate.tokens_for_chars(chars)
             )
 
 
-def _message_chars(choice: Any) -> int:
+def _message_text(choice: Any) -> str:
     message = getattr(choice, "message", None)
     text = (
         getattr(message, "content", None) if message is not None else getattr(choice, "text", None)
     )
-    return len(text) if isinstance(text, str) else 0
+    return text if isinstance(text, str) else ""
 
 
 class CompletionsSpec(ChatSpec):
@@ -205,11 +212,12 @@ class CompletionsSpec(ChatSpec):
 class ResponsesAccumulator:
     """Follows a Responses stream: the final response carries usage, model, id and status."""
 
-    __slots__ = ("chars", "response")
+    __slots__ = ("chars", "response", "texts")
 
     def __init__(self) -> None:
         self.response: Any = None
         self.chars = 0
+        self.texts: list[str] | None = None
 
     def on_chunk(self, event: Any) -> bool:
         kind = event.type
@@ -234,6 +242,8 @@ def read_response(rec: CallRecord, response: Any) -> None:
     if status == "failed" and rec.error_type is None:
         error = getattr(response, "error", None)
         rec.error_type = str(getattr(error, "code", None) or "response.failed")
+    if rec.capture:
+        rec.completion = getattr(response, "output_text", None) or None
     usage = getattr(response, "usage", None)
     if usage is not None:
         rec.usage = responses_usage(usage)
