@@ -4,10 +4,11 @@ and the generic call wrappers (sync and async) that turn one SDK call into one r
 from __future__ import annotations
 
 import contextvars
-import importlib
+import sys
 import threading
 from collections.abc import Callable, Collection, Iterable
 from dataclasses import dataclass
+from functools import partial
 from typing import Any
 
 import wrapt
@@ -207,8 +208,8 @@ class LLMCostInstrumentor(BaseInstrumentor):  # type: ignore[misc]
     def wrap_points(self, recorder: Recorder) -> Iterable[WrapPoint]:
         raise NotImplementedError
 
-    def patches(self, **kwargs: Any) -> Iterable[tuple[Any, str, Any]]:
-        """Plain attributes to replace while instrumented: ``(owner, name, new value)``."""
+    def patches(self, **kwargs: Any) -> Iterable[tuple[str, str, Any]]:
+        """Plain attributes to replace while instrumented: ``(module, "Class.attr", value)``."""
         return ()
 
     def _instrument(self, **kwargs: Any) -> None:
@@ -230,23 +231,57 @@ class LLMCostInstrumentor(BaseInstrumentor):  # type: ignore[misc]
         recorder = kwargs.get("recorder") or shared_recorder(
             kwargs.get("tracer_provider"), kwargs.get("meter_provider")
         )
-        for point in self.wrap_points(recorder):
-            self._wrap(point, recorder)
         self._patched: list[tuple[Any, str, Any]] = []
+        switch = self._switch
+        for point in self.wrap_points(recorder):
+            self._when_imported(point.module, switch, partial(self._wrap, point, recorder))
         try:
-            for owner, name, value in self.patches(**kwargs):
-                self._patched.append((owner, name, owner.__dict__[name]))
-                setattr(owner, name, value)
+            patches = list(self.patches(**kwargs))
         except Exception as exc:
             _log.internal_error(f"patching {type(self).__name__}", exc)
+            patches = []
+        for module, name, value in patches:
+            self._when_imported(module, switch, partial(self._patch, name, value))
 
-    def _wrap(self, point: WrapPoint, recorder: Recorder) -> None:
+    @staticmethod
+    def _when_imported(module: str, switch: _Switch, action: Callable[[Any], None]) -> None:
+        """Run ``action(module)`` now if the module is loaded, else when the app imports it.
+
+        Importing a provider SDK costs up to seconds and tens of MiB (anthropic, the Google
+        SDKs); an app that never imports one never pays for it. A hook that fires after
+        ``uninstrument()`` finds its switch off and does nothing.
+        """
+
+        def run(loaded: Any) -> None:
+            if switch.on:
+                action(loaded)
+
+        if module in sys.modules:
+            run(sys.modules[module])
+        else:
+            wrapt.register_post_import_hook(run, module)
+
+    @staticmethod
+    def _resolve(module: Any, name: str) -> tuple[Any, str]:
+        owner_name, _, attr = name.rpartition(".")
+        owner = module
+        for part in owner_name.split(".") if owner_name else ():
+            owner = getattr(owner, part)
+        return owner, attr
+
+    def _patch(self, name: str, value: Any, module: Any) -> None:
         try:
-            module = importlib.import_module(point.module)
-            owner_name, _, attr = point.name.rpartition(".")
-            owner = getattr(module, owner_name) if owner_name else module
+            owner, attr = self._resolve(module, name)
+            self._patched.append((owner, attr, owner.__dict__[attr]))
+            setattr(owner, attr, value)
+        except Exception as exc:
+            _log.internal_error(f"patching {module.__name__}.{name}", exc)
+
+    def _wrap(self, point: WrapPoint, recorder: Recorder, module: Any) -> None:
+        try:
+            owner, attr = self._resolve(module, point.name)
             getattr(owner, attr)
-        except (ImportError, AttributeError):
+        except AttributeError:
             _log.logger.debug("otel-llm-cost: %s.%s not found, skipped", point.module, point.name)
             return
         where = f"{point.module}.{point.name}"

@@ -259,3 +259,25 @@ def test_cli_prices_override_file(tmp_path: Path) -> None:
     out = run_cli("prices", "ft:acme", "--prices-file", str(file))
     assert out.returncode == 0, out.stderr
     assert "override" in out.stdout and "3.000000" in out.stdout
+
+
+def test_sdks_are_wrapped_when_imported_not_imported_by_us() -> None:
+    """instrument() imports no provider SDK; one the app imports later is wrapped then."""
+    code = (
+        "import sys, otel_llm_cost\n"
+        "otel_llm_cost.instrument()\n"
+        "assert not any(m in sys.modules for m in ('anthropic', 'openai', 'google.genai',"
+        " 'google.generativeai')), sorted(m for m in sys.modules if 'anthropic' in m)[:3]\n"
+        "import wrapt, anthropic\n"
+        "from anthropic.resources.messages import Messages\n"
+        "wrapped = lambda c: isinstance(c.__dict__['create'], wrapt.FunctionWrapper)\n"
+        "assert wrapped(Messages)\n"
+        "otel_llm_cost.uninstrument()\n"
+        "assert not wrapped(Messages)\n"
+        "import openai\n"
+        "from openai.resources.chat.completions import Completions\n"
+        "assert not wrapped(Completions)  # imported after uninstrument\n"
+        "print('ok')\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0 and out.stdout.strip() == "ok", out.stderr

@@ -286,12 +286,6 @@ class AnthropicInstrumentor(LLMCostInstrumentor):
     def wrap_points(self, recorder: Recorder) -> Iterable[WrapPoint]:
         return _points(recorder)
 
-    def patches(self, **kwargs: Any) -> Iterable[tuple[Any, str, Any]]:
-        if kwargs.get("keep_sdk_spans"):
-            return
-        try:
-            from anthropic._base_client import BaseClient
-        except ImportError:
-            return
-        if "_tracer" in BaseClient.__dict__:
-            yield BaseClient, "_tracer", property(_no_sdk_tracer)
+    def patches(self, **kwargs: Any) -> Iterable[tuple[str, str, Any]]:
+        if not kwargs.get("keep_sdk_spans"):
+            yield "anthropic._base_client", "BaseClient._tracer", property(_no_sdk_tracer)
