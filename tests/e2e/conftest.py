@@ -41,7 +41,16 @@ WORKLOAD = REPO / "tests" / "apps" / "workload.py"
 
 #: Other instrumentors of the package: the workload only uses openai, and importing the other
 #: SDKs at start-up costs seconds on a small machine.
-OTHER_INSTRUMENTORS = "llm_cost_anthropic,llm_cost_google_generativeai,llm_cost_google_genai"
+def _other_instrumentors() -> str:
+    """Every installed instrumentor but ours for openai (other projects' openai instrumentations,
+    when installed for the coexistence tests, would add spans of their own)."""
+    from importlib.metadata import entry_points
+
+    names = {ep.name for ep in entry_points(group="opentelemetry_instrumentor")}
+    return ",".join(sorted(names - {"llm_cost_openai"}))
+
+
+OTHER_INSTRUMENTORS = _other_instrumentors()
 
 _PROCS = pytest.StashKey[list["Proc"]]()
 
