@@ -6,11 +6,13 @@ Nothing here knows an SDK. Metrics are recorded whether or not the span is sampl
 from __future__ import annotations
 
 import json
+import threading
 import time
+from collections.abc import Callable
 from typing import Any
 
 from opentelemetry import trace
-from opentelemetry.metrics import Meter, MeterProvider, get_meter
+from opentelemetry.metrics import CallbackOptions, Meter, MeterProvider, Observation, get_meter
 from opentelemetry.trace import SpanKind, Status, StatusCode, Tracer, TracerProvider
 
 from . import _log
@@ -69,12 +71,32 @@ class Recorder:
             SCOPE, __version__, tracer_provider, schema_url=SCHEMA_URL
         )
         meter: Meter = get_meter(SCOPE, __version__, meter_provider, schema_url=SCHEMA_URL)
-        self.cost = meter.create_counter("llm.cost", unit="USD", description="Cost of LLM calls")
-        self.tokens = meter.create_counter(
-            "llm.tokens", unit="{token}", description="Tokens of LLM calls by llm.token.type"
+        # The three counters are summed here, under one lock, and reported cumulatively through
+        # observable counters at collection time: the per-call cost is a few dict updates
+        # instead of one OpenTelemetry SDK measurement (attribute cleaning and hashing, locks)
+        # per point. Same instruments, names, units, attributes and cumulative values.
+        self._lock = threading.Lock()
+        self._cost_sums: dict[Any, list[Any]] = {}
+        self._token_sums: dict[Any, list[Any]] = {}
+        self._request_sums: dict[Any, list[Any]] = {}
+        self._attributes: dict[Any, dict[str, Any]] = {}
+        self.cost = meter.create_observable_counter(
+            "llm.cost",
+            callbacks=[self._observer(self._cost_sums)],
+            unit="USD",
+            description="Cost of LLM calls",
         )
-        self.requests = meter.create_counter(
-            "llm.requests", unit="{request}", description="LLM calls, by outcome"
+        self.tokens = meter.create_observable_counter(
+            "llm.tokens",
+            callbacks=[self._observer(self._token_sums)],
+            unit="{token}",
+            description="Tokens of LLM calls by llm.token.type",
+        )
+        self.requests = meter.create_observable_counter(
+            "llm.requests",
+            callbacks=[self._observer(self._request_sums)],
+            unit="{request}",
+            description="LLM calls, by outcome",
         )
         self.request_cost = meter.create_histogram(
             "llm.request.cost",
@@ -210,20 +232,43 @@ class Recorder:
             return STATUS_UNPRICED, None
         return pricer.status, costs
 
-    def _metric_base(self, rec: CallRecord) -> dict[str, Any]:
-        base: dict[str, Any] = {
-            PROVIDER: rec.provider,
-            OPERATION: rec.operation,
-            REQUEST_MODEL: rec.request_model,
-        }
-        if rec.response_model:
-            base[RESPONSE_MODEL] = rec.response_model
-        if rec.attribution:
+    def _observer(
+        self, sums: dict[Any, list[Any]]
+    ) -> Callable[[CallbackOptions], list[Observation]]:
+        lock = self._lock
+
+        def observe(options: CallbackOptions) -> list[Observation]:
+            with lock:
+                points = [(entry[0], entry[1]) for entry in sums.values()]
+            return [Observation(value, attributes) for value, attributes in points]
+
+        return observe
+
+    def _metric_key(self, rec: CallRecord) -> tuple[Any, ...]:
+        """The identity of a call's common metric attributes, cheap to build and hash."""
+        attribution = rec.attribution
+        if attribution:
             keys = self.metric_attribute_keys
-            for key, value in rec.attribution.items():
-                if key in keys:
-                    base[key] = value
-        return base
+            promoted = tuple(item for item in attribution.items() if item[0] in keys)
+        else:
+            promoted = ()
+        return (rec.provider, rec.operation, rec.request_model, rec.response_model, promoted)
+
+    def _attrs(
+        self, key: tuple[Any, ...], kind: Any, extra: tuple[tuple[str, Any], ...]
+    ) -> dict[str, Any]:
+        """The attribute dict of ``key`` + ``extra``, built once per series and then reused."""
+        cache_key = (key, kind)
+        attributes = self._attributes.get(cache_key)
+        if attributes is None:
+            provider, operation, request_model, response_model, promoted = key
+            attributes = {PROVIDER: provider, OPERATION: operation, REQUEST_MODEL: request_model}
+            if response_model:
+                attributes[RESPONSE_MODEL] = response_model
+            attributes.update(promoted)
+            attributes.update(extra)
+            self._attributes[cache_key] = attributes
+        return attributes
 
     def _record_metrics(
         self,
@@ -235,41 +280,58 @@ class Recorder:
         price_status: str,
         end: float,
     ) -> None:
-        base = self._metric_base(rec)
+        key = self._metric_key(rec)
         error = rec.error_type
-
-        outcome = dict(base)
-        outcome[USAGE_SOURCE] = source
-        outcome[PRICE_STATUS] = price_status
+        outcome_extra: tuple[tuple[str, Any], ...] = (
+            (USAGE_SOURCE, source),
+            (PRICE_STATUS, price_status),
+        )
         if error:
-            outcome[ERROR_TYPE] = error
-        self.requests.add(1, outcome)
+            outcome_extra += ((ERROR_TYPE, error),)
+        with self._lock:
+            attrs = self._attrs(key, outcome_extra, outcome_extra)
+            entry = self._request_sums.get(outcome_extra + key)
+            if entry is None:
+                self._request_sums[outcome_extra + key] = [1, attrs]
+            else:
+                entry[0] += 1
+            if usage is not None:
+                for index, count in enumerate(usage.as_tuple()):
+                    if count <= 0:
+                        continue
+                    attrs = self._attrs(key, index, ((TOKEN_TYPE, TOKEN_TYPES[index]),))
+                    series = (index, key)
+                    entry = self._token_sums.get(series)
+                    if entry is None:
+                        self._token_sums[series] = [count, attrs]
+                    else:
+                        entry[0] += count
+                    if costs is not None and costs[index] > 0:
+                        entry = self._cost_sums.get(series)
+                        if entry is None:
+                            self._cost_sums[series] = [costs[index], attrs]
+                        else:
+                            entry[0] += costs[index]
+            timing = self._attrs(key, ("timing", error), ((ERROR_TYPE, error),) if error else ())
+            if rec.first_chunk is not None:
+                first = self._attrs(key, ("timing", None), ())
+            if usage is not None:
+                usage_in = self._attrs(key, "in", ((GEN_AI_TOKEN_TYPE, "input"),))
+                usage_out = self._attrs(key, "out", ((GEN_AI_TOKEN_TYPE, "output"),))
+            if total_cost is not None:
+                per_request = self._attrs(
+                    (rec.provider, rec.operation, rec.request_model, None, ()), "request", ()
+                )
 
-        timing = base if not error else {**base, ERROR_TYPE: error}
         self.duration.record(end - rec.start, timing)
         if rec.first_chunk is not None:
-            self.time_to_first_chunk.record(rec.first_chunk - rec.start, base)
-
+            self.time_to_first_chunk.record(rec.first_chunk - rec.start, first)
         if usage is None:
             return
-        counts = usage.as_tuple()
-        for index, count in enumerate(counts):
-            if count > 0:
-                attrs = {**base, TOKEN_TYPE: TOKEN_TYPES[index]}
-                self.tokens.add(count, attrs)
-                if costs is not None and costs[index] > 0:
-                    self.cost.add(costs[index], attrs)
-        self.token_usage.record(usage.input_total, {**base, GEN_AI_TOKEN_TYPE: "input"})
-        self.token_usage.record(usage.output_total, {**base, GEN_AI_TOKEN_TYPE: "output"})
+        self.token_usage.record(usage.input_total, usage_in)
+        self.token_usage.record(usage.output_total, usage_out)
         if total_cost is not None:
-            self.request_cost.record(
-                total_cost,
-                {
-                    PROVIDER: rec.provider,
-                    OPERATION: rec.operation,
-                    REQUEST_MODEL: rec.request_model,
-                },
-            )
+            self.request_cost.record(total_cost, per_request)
 
     def _end_span(
         self,

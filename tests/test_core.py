@@ -172,10 +172,10 @@ def test_a_failing_meter_is_logged_once_and_never_raised(caplog: pytest.LogCaptu
     recorder, _, _ = make_recorder(Settings())
 
     class Broken:
-        def add(self, *a: Any, **k: Any) -> None:
+        def record(self, *a: Any, **k: Any) -> None:
             raise RuntimeError("meter down")
 
-    recorder.requests = Broken()  # type: ignore[assignment]
+    recorder.duration = Broken()  # type: ignore[assignment]
     with caplog.at_level(logging.ERROR, logger="otel_llm_cost"):
         for _ in range(3):
             rec = recorder.start("openai", "chat", "gpt-4o-mini")
