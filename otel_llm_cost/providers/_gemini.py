@@ -58,12 +58,16 @@ def _chunk_text(response: Any) -> str:
     return "".join(texts)
 
 
+def _reason_name(reason: Any) -> str:
+    name = getattr(reason, "name", None)
+    return (name if isinstance(name, str) else str(reason)).lower()
+
+
 def _finish_reason(response: Any) -> str | None:
     for candidate in getattr(response, "candidates", None) or ():
         reason = getattr(candidate, "finish_reason", None)
         if reason:
-            name = getattr(reason, "name", None)
-            return (name if isinstance(name, str) else str(reason)).lower()
+            return _reason_name(reason)
     return None
 
 
@@ -92,27 +96,31 @@ class GeminiAccumulator:
         self.meta: Any = None
         self.model: str | None = None
         self.response_id: str | None = None
-        self.finish_reason: str | None = None
+        self.finish_reason: Any = None
         self.chars = 0
         self.seen = False
         self.texts: list[str] | None = None  # only when content capture is on
 
     def on_chunk(self, chunk: Any) -> bool:
+        # One pass over the chunk.
         self.seen = True
-        meta = chunk.usage_metadata
+        meta = getattr(chunk, "usage_metadata", None)
         if meta is not None and has_counts(meta):
             self.meta = meta
-        text = _chunk_text(chunk)
-        if text:
-            self.chars += len(text)
-            if self.texts is not None:
-                self.texts.append(text)
+        for candidate in getattr(chunk, "candidates", None) or ():
+            content = getattr(candidate, "content", None)
+            for part in getattr(content, "parts", None) or ():
+                text = getattr(part, "text", None)
+                if text:
+                    self.chars += len(text)
+                    if self.texts is not None:
+                        self.texts.append(text)
+            reason = getattr(candidate, "finish_reason", None)
+            if reason:
+                self.finish_reason = reason
         if self.model is None:
             self.model = getattr(chunk, "model_version", None)
             self.response_id = getattr(chunk, "response_id", None)
-        reason = _finish_reason(chunk)
-        if reason:
-            self.finish_reason = reason
         return False
 
     def finish(self, rec: CallRecord) -> None:
@@ -121,7 +129,7 @@ class GeminiAccumulator:
         rec.response_model = model_id(self.model)
         rec.response_id = self.response_id or None
         if self.finish_reason:
-            rec.finish_reasons = [self.finish_reason]
+            rec.finish_reasons = [_reason_name(self.finish_reason)]
         if self.meta is not None:
             rec.usage = gemini_usage(self.meta)
         elif not self.seen:
