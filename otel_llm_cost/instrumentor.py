@@ -16,7 +16,6 @@ from opentelemetry import context as otel_context
 from opentelemetry import trace
 from opentelemetry.instrumentation.dependencies import get_dependency_conflicts
 from opentelemetry.instrumentation.instrumentor import BaseInstrumentor
-from opentelemetry.instrumentation.utils import unwrap
 
 from . import _log
 from .record import CallRecord
@@ -213,7 +212,7 @@ class LLMCostInstrumentor(BaseInstrumentor):  # type: ignore[misc]
         return ()
 
     def _instrument(self, **kwargs: Any) -> None:
-        self._wrapped: list[tuple[Any, str]] = []
+        self._wrapped: list[tuple[Any, str, Any]] = []
         self._switch = _Switch()
         conflict = get_dependency_conflicts(list(self._instruments))
         if conflict is not None:
@@ -291,18 +290,21 @@ class LLMCostInstrumentor(BaseInstrumentor):  # type: ignore[misc]
             make = async_wrapper if point.is_async else sync_wrapper
             wrapper = make(recorder, point.spec, where)
         try:
-            wrapt.wrap_function_wrapper(owner, attr, _switched(wrapper, self._switch))
+            installed = wrapt.wrap_function_wrapper(owner, attr, _switched(wrapper, self._switch))
         except Exception as exc:
             _log.internal_error(f"wrapping {where}", exc)
             return
-        self._wrapped.append((owner, attr))
+        self._wrapped.append((owner, attr, installed))
 
     def _uninstrument(self, **kwargs: Any) -> None:
         switch = getattr(self, "_switch", None)
         if switch is not None:
             switch.on = False
-        for owner, attr in reversed(getattr(self, "_wrapped", [])):
-            unwrap(owner, attr)
+        for owner, attr, installed in reversed(getattr(self, "_wrapped", [])):
+            if owner.__dict__.get(attr) is installed:
+                setattr(owner, attr, installed.__wrapped__)
+            # else another instrumentation wrapped on top of ours: its wrapper stays, and ours
+            # inside it is switched off (a pass-through) rather than stripping theirs.
         self._wrapped = []
         for owner, name, original in reversed(getattr(self, "_patched", [])):
             setattr(owner, name, original)
