@@ -149,8 +149,9 @@ class AnthropicScript:
     cut_after: int | None = None
     """Streams: close the connection after this many SSE events (``ping`` and an ``error`` event
     count), without finishing the chunked body, like a network cut mid-stream. The SDK raises from
-    the caller's loop (``httpx2.RemoteProtocolError``: the SDK does not wrap errors raised while
-    reading a stream body). A value at or beyond the number of events ends the body cleanly."""
+    the caller's loop: ``anthropic.APIConnectionError`` in recent releases (2.17 here), a bare
+    ``httpx2.RemoteProtocolError`` in older ones. A value at or beyond the number of events ends
+    the body cleanly."""
     delay: float = 0.0
     """Seconds to wait before answering (also before an error status)."""
     chunk_delay: float = 0.0
