@@ -102,6 +102,7 @@ async def call_async(
         return await wrapped(*args, **kwargs)
     try:
         rec, call_kwargs, state = spec.begin(recorder, instance, args, kwargs)
+        rec.asynchronous = True
         tokens = _enter(rec)
     except Exception as exc:
         _log.internal_error(where, exc)
@@ -121,24 +122,6 @@ async def call_async(
         return result
 
 
-def sync_wrapper(recorder: Recorder, spec: CallSpec, where: str) -> Callable[..., Any]:
-    """A wrapt wrapper recording every call of a synchronous SDK method."""
-
-    def wrapper(wrapped: Callable[..., Any], instance: Any, args: Any, kwargs: Any) -> Any:
-        return call_sync(recorder, spec, where, wrapped, instance, args, kwargs)
-
-    return wrapper
-
-
-def async_wrapper(recorder: Recorder, spec: CallSpec, where: str) -> Callable[..., Any]:
-    """A wrapt wrapper recording every call of an ``async def`` SDK method."""
-
-    async def wrapper(wrapped: Callable[..., Any], instance: Any, args: Any, kwargs: Any) -> Any:
-        return await call_async(recorder, spec, where, wrapped, instance, args, kwargs)
-
-    return wrapper
-
-
 class _Switch:
     """On while its instrumentor is instrumenting. SDK helpers that captured a wrapped bound
     method (``with_raw_response``, legacy clients with metadata) keep calling our wrapper after
@@ -150,11 +133,26 @@ class _Switch:
         self.on = True
 
 
+def _spec_wrapper(
+    recorder: Recorder, spec: CallSpec, where: str, switch: _Switch, is_async: bool
+) -> Callable[..., Any]:
+    """The wrapt wrapper of an SDK method described by ``spec`` (one frame of ours before
+    :func:`call_sync`; for ``async def`` methods it returns :func:`call_async`'s coroutine)."""
+    call = call_async if is_async else call_sync
+
+    def wrapper(wrapped: Callable[..., Any], instance: Any, args: Any, kwargs: Any) -> Any:
+        if switch.on:
+            return call(recorder, spec, where, wrapped, instance, args, kwargs)
+        return wrapped(*args, **kwargs)  # for async methods: the coroutine, as unwrapped
+
+    return wrapper
+
+
 def _switched(wrapper: Callable[..., Any], switch: _Switch) -> Callable[..., Any]:
     def switched(wrapped: Callable[..., Any], instance: Any, args: Any, kwargs: Any) -> Any:
         if switch.on:
             return wrapper(wrapped, instance, args, kwargs)
-        return wrapped(*args, **kwargs)  # for async methods: the coroutine, as unwrapped
+        return wrapped(*args, **kwargs)
 
     return switched
 
@@ -284,13 +282,13 @@ class LLMCostInstrumentor(BaseInstrumentor):  # type: ignore[misc]
             _log.logger.debug("otel-llm-cost: %s.%s not found, skipped", point.module, point.name)
             return
         where = f"{point.module}.{point.name}"
-        wrapper = point.wrapper
-        if wrapper is None:
+        if point.wrapper is not None:
+            wrapper = _switched(point.wrapper, self._switch)
+        else:
             assert point.spec is not None
-            make = async_wrapper if point.is_async else sync_wrapper
-            wrapper = make(recorder, point.spec, where)
+            wrapper = _spec_wrapper(recorder, point.spec, where, self._switch, point.is_async)
         try:
-            installed = wrapt.wrap_function_wrapper(owner, attr, _switched(wrapper, self._switch))
+            installed = wrapt.wrap_function_wrapper(owner, attr, wrapper)
         except Exception as exc:
             _log.internal_error(f"wrapping {where}", exc)
             return

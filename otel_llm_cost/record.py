@@ -21,6 +21,7 @@ class CallRecord:
     """
 
     __slots__ = (
+        "asynchronous",
         "attribution",
         "capture",
         "completion",
@@ -62,6 +63,8 @@ class CallRecord:
         self.server_address = server_address
         self.server_port = server_port
         self.streaming = streaming
+        #: Made through an ``async`` SDK method (its stream, if any, is iterated with async for).
+        self.asynchronous = False
         self.attribution = attribution
         self.start_time_ns = time.time_ns()
         self.start = time.perf_counter()

@@ -3,13 +3,22 @@
 A proxy behaves like the SDK's stream object (iteration, ``with``/``async with``, ``close()``,
 every other attribute such as ``.response`` or helper methods, ``isinstance``) and finalizes
 the call exactly once: when the stream ends, fails, is closed, or is garbage-collected.
-Per chunk it does one call of the provider's accumulator and nothing else.
+
+Iterating a proxy iterates a generator (:func:`_follow`, :func:`_afollow`) over the SDK's own
+iterator: per chunk that is one generator step and one call of the provider's accumulator,
+nothing else (no method call of the proxy, no allocation).
+
+The call of a synchronous stream that nobody can read any more is ended by its
+:class:`_Finalizer`'s ``__del__``: the proxy, its generator and the hooked ``.response`` all hold
+the finalizer, so it goes only when the last of them goes (``for chunk in stream`` keeps only
+the generator); see :class:`AsyncStreamProxy` for asynchronous ones.
 """
 
 from __future__ import annotations
 
 import asyncio
 import time
+from collections.abc import AsyncIterator, Callable, Iterator
 from typing import Any, Protocol
 
 import wrapt
@@ -32,7 +41,8 @@ class Accumulator(Protocol):
 
 
 class _Finalizer:
-    """Finalizes one streamed call exactly once."""
+    """Finalizes one streamed call exactly once: at the end of the stream, when it fails or is
+    closed, and at the latest when the finalizer itself is freed (the stream was abandoned)."""
 
     __slots__ = ("acc", "rec", "recorder")
 
@@ -53,6 +63,78 @@ class _Finalizer:
             self.recorder.fail(rec, exc)
         else:
             self.recorder.finish(rec)
+
+    def __del__(self) -> None:
+        try:
+            self.end()
+        except Exception:
+            pass
+
+
+def _chunk_fault(exc: Exception) -> bool:
+    _log.internal_error("stream chunk", exc)
+    return False
+
+
+def _follow(
+    source: Iterator[Any],
+    on_chunk: Callable[[Any], bool],
+    rec: CallRecord,
+    finalizer: _Finalizer,
+) -> Iterator[Any]:
+    """The chunks of ``source``, each shown to ``on_chunk`` first (which may hide it).
+
+    Ends the call when ``source`` ends or fails, and when the generator is closed (the caller
+    stopped reading: not a failure).
+    """
+    first = True
+    try:
+        for chunk in source:
+            if first:
+                rec.first_chunk = time.perf_counter()
+                first = False
+            try:
+                hide = on_chunk(chunk)
+            except Exception as exc:
+                hide = _chunk_fault(exc)
+            if not hide:
+                yield chunk
+    except GeneratorExit:
+        finalizer.end()
+        raise
+    except BaseException as exc:
+        finalizer.end(exc)
+        raise
+    finalizer.end()
+
+
+async def _afollow(
+    source: AsyncIterator[Any],
+    on_chunk: Callable[[Any], bool],
+    rec: CallRecord,
+    finalizer: _Finalizer,
+) -> AsyncIterator[Any]:
+    """:func:`_follow` for asynchronous streams. A cancelled reader stopped reading; the
+    stream did not fail."""
+    first = True
+    try:
+        async for chunk in source:
+            if first:
+                rec.first_chunk = time.perf_counter()
+                first = False
+            try:
+                hide = on_chunk(chunk)
+            except Exception as exc:
+                hide = _chunk_fault(exc)
+            if not hide:
+                yield chunk
+    except (GeneratorExit, asyncio.CancelledError):
+        finalizer.end()
+        raise
+    except BaseException as exc:
+        finalizer.end(exc)
+        raise
+    finalizer.end()
 
 
 class _CloseHook(wrapt.ObjectProxy):  # type: ignore[misc]
@@ -82,6 +164,7 @@ class _StreamProxyBase(wrapt.ObjectProxy):  # type: ignore[misc]
         self._self_finalizer = _Finalizer(recorder, rec, acc)
         self._self_rec = rec
         self._self_on_chunk = acc.on_chunk
+        self._self_chunks: Any = None
         self._self_response: Any = None
 
     @property
@@ -93,22 +176,6 @@ class _StreamProxyBase(wrapt.ObjectProxy):  # type: ignore[misc]
             )
         return hooked
 
-    def _self_chunk(self, chunk: Any) -> bool:
-        rec = self._self_rec
-        if rec.first_chunk is None:
-            rec.first_chunk = time.perf_counter()
-        try:
-            return self._self_on_chunk(chunk)
-        except Exception as exc:
-            _log.internal_error("stream chunk", exc)
-            return False
-
-    def __del__(self) -> None:
-        try:
-            self._self_finalizer.end()
-        except Exception:
-            pass
-
     def __copy__(self) -> Any:
         raise TypeError("a stream cannot be copied")
 
@@ -119,26 +186,22 @@ class _StreamProxyBase(wrapt.ObjectProxy):  # type: ignore[misc]
 class StreamProxy(_StreamProxyBase):
     """A synchronous stream (iterator of chunks)."""
 
-    def __init__(self, wrapped: Any, recorder: Recorder, rec: CallRecord, acc: Accumulator) -> None:
-        super().__init__(wrapped, recorder, rec, acc)
-        nxt = getattr(type(wrapped), "__next__", None)
-        self._self_next = wrapped.__next__ if nxt is not None else iter(wrapped).__next__
+    def _self_iterator(self) -> Iterator[Any]:
+        chunks = self._self_chunks
+        if chunks is None:
+            chunks = self._self_chunks = _follow(
+                iter(self.__wrapped__),
+                self._self_on_chunk,
+                self._self_rec,
+                self._self_finalizer,
+            )
+        return chunks  # type: ignore[no-any-return]
 
-    def __iter__(self) -> StreamProxy:
-        return self
+    def __iter__(self) -> Iterator[Any]:
+        return self._self_iterator()
 
     def __next__(self) -> Any:
-        while True:
-            try:
-                chunk = self._self_next()
-            except StopIteration:
-                self._self_finalizer.end()
-                raise
-            except BaseException as exc:
-                self._self_finalizer.end(exc)
-                raise
-            if not self._self_chunk(chunk):
-                return chunk
+        return next(self._self_iterator())
 
     def __enter__(self) -> StreamProxy:
         enter = getattr(self.__wrapped__, "__enter__", None)
@@ -155,32 +218,36 @@ class StreamProxy(_StreamProxyBase):
 
 
 class AsyncStreamProxy(_StreamProxyBase):
-    """An asynchronous stream (async iterator of chunks)."""
+    """An asynchronous stream (async iterator of chunks).
 
-    def __init__(self, wrapped: Any, recorder: Recorder, rec: CallRecord, acc: Accumulator) -> None:
-        super().__init__(wrapped, recorder, rec, acc)
-        nxt = getattr(type(wrapped), "__anext__", None)
-        self._self_anext = wrapped.__anext__ if nxt is not None else wrapped.__aiter__().__anext__
+    Unlike the synchronous proxy it is its own async iterator (``__anext__`` hands out the
+    generator's next step): an async generator dropped mid-way is closed only later, by a task
+    the event loop schedules, so the end of an abandoned stream is told by the proxy's own
+    ``__del__``, which runs at once.
+    """
+
+    def _self_iterator(self) -> AsyncIterator[Any]:
+        chunks = self._self_chunks
+        if chunks is None:
+            chunks = self._self_chunks = _afollow(
+                self.__wrapped__.__aiter__(),
+                self._self_on_chunk,
+                self._self_rec,
+                self._self_finalizer,
+            )
+        return chunks  # type: ignore[no-any-return]
 
     def __aiter__(self) -> AsyncStreamProxy:
         return self
 
-    async def __anext__(self) -> Any:
-        while True:
-            try:
-                chunk = await self._self_anext()
-            except StopAsyncIteration:
-                self._self_finalizer.end()
-                raise
-            except asyncio.CancelledError:
-                # The caller's task was cancelled: it stopped reading, the stream did not fail.
-                self._self_finalizer.end()
-                raise
-            except BaseException as exc:
-                self._self_finalizer.end(exc)
-                raise
-            if not self._self_chunk(chunk):
-                return chunk
+    def __anext__(self) -> Any:
+        return self._self_iterator().__anext__()
+
+    def __del__(self) -> None:
+        try:
+            self._self_finalizer.end()
+        except Exception:
+            pass
 
     async def __aenter__(self) -> AsyncStreamProxy:
         enter = getattr(self.__wrapped__, "__aenter__", None)
@@ -223,19 +290,23 @@ class _SyncClose:
             self._self_finalizer.end()  # type: ignore[attr-defined]
 
 
-_proxy_types: dict[type, type] = {}
+_proxy_types: dict[tuple[type, bool], type] = {}
 
 
-def wrap_stream(stream: Any, recorder: Recorder, rec: CallRecord, acc: Accumulator) -> Any:
-    """Proxy a stream (sync or async) with a class that has exactly the closing methods the
-    stream's own type has, so ``hasattr(stream, "aclose")`` answers as uninstrumented."""
+def wrap_stream(
+    stream: Any, recorder: Recorder, rec: CallRecord, acc: Accumulator, asynchronous: bool = False
+) -> Any:
+    """Proxy a stream returned by a synchronous or an ``asynchronous`` SDK call.
+
+    The proxy class has exactly the closing methods the stream's own type has, so
+    ``hasattr(stream, "aclose")`` answers as uninstrumented. Whether the stream is iterated
+    with ``for`` or ``async for`` follows from the call that returned it, not from the
+    stream's type: another instrumentation's stream wrapper may define both protocols.
+    """
     kind = type(stream)
-    proxy_type = _proxy_types.get(kind)
+    proxy_type = _proxy_types.get((kind, asynchronous))
     if proxy_type is None:
-        is_async = hasattr(kind, "__anext__") or (
-            hasattr(kind, "__aiter__") and not hasattr(kind, "__iter__")
-        )
-        if is_async:
+        if asynchronous:
             bases: tuple[type, ...] = (AsyncStreamProxy,)
             if hasattr(kind, "close"):
                 bases = (_AsyncClose, *bases)
@@ -250,5 +321,5 @@ def wrap_stream(stream: Any, recorder: Recorder, rec: CallRecord, acc: Accumulat
             if len(bases) == 1
             else type(f"{bases[-1].__name__}For{kind.__name__}", bases, {})
         )
-        _proxy_types[kind] = proxy_type
+        _proxy_types[(kind, asynchronous)] = proxy_type
     return proxy_type(stream, recorder, rec, acc)

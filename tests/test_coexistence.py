@@ -89,14 +89,6 @@ OTHERS = (
 # relink the layer above ours past it (that layer's __wrapped__ = ours.__wrapped__; wrapt's
 # proxies allow it), so that their unwrap finds the original under their wrapper.
 #
-# _SYNC_STREAM_BUG: _stainless.wrap_stream() picks AsyncStreamProxy whenever type(stream) has
-# __anext__. The stream wrappers of openai-v2 (BaseStreamWrapper) and OpenLLMetry (ChatStream, a
-# wrapt ObjectProxy) define __next__ AND __anext__, so with them wrapped first a SYNC chat stream
-# gets our async proxy: sync iteration goes straight to their wrapper, our accumulator never sees a
-# chunk, the usage-only chunk we asked for (include_usage) reaches the caller, and the call is not
-# recorded when the stream ends (only at garbage collection, by __del__, without usage). Fix:
-# choose the proxy from the wrap point (a sync method gets StreamProxy).
-#
 # _HELPER_BUG: providers.anthropic._hook_manager() looks for the deferred request in
 # vars(manager). OpenLLMetry wraps messages.stream() and returns its WrappedMessageStreamManager
 # (the SDK's manager is in its ._stream_manager), so with OpenLLMetry wrapped first no
@@ -104,11 +96,8 @@ OTHERS = (
 # logged once as an internal error). Fix: hook the SDK's MessageStreamManager class (its __init__
 # or __enter__) instead of the object stream() returns.
 _DEAD_LAYER_BUG = "BUG: ours first: our switched-off layer stays, the original never returns"
-_SYNC_STREAM_BUG = "BUG: a sync stream whose wrapper type has __anext__ gets AsyncStreamProxy"
 _HELPER_BUG = "BUG: messages.stream() not recorded when OpenLLMetry wrapped it first"
 KNOWN_BUGS: dict[tuple[str, str, str], str] = {
-    ("numbers", "openai-v2", THEIRS_FIRST): _SYNC_STREAM_BUG,
-    ("numbers", "openllmetry-openai", THEIRS_FIRST): _SYNC_STREAM_BUG,
     ("numbers", "openllmetry-anthropic", THEIRS_FIRST): _HELPER_BUG,
     ("async-numbers", "openllmetry-anthropic", THEIRS_FIRST): _HELPER_BUG,
     # (OpenLLMetry's openai uninstrument() leaves its own wrappers behind, hiding ours)

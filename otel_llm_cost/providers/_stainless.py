@@ -161,7 +161,7 @@ class StainlessSpec(CallSpec):
             rec.estimator = lambda: Usage(
                 input=self.estimate_input(state), output=estimate.tokens_for_chars(acc.chars)
             )
-            return streams.wrap_stream(result, recorder, rec, acc)
+            return streams.wrap_stream(result, recorder, rec, acc, rec.asynchronous)
         self.read_response(rec, result, state)
         recorder.finish(rec)
         return result

@@ -68,7 +68,7 @@ class GenerateSpec(CallSpec):
             rec.estimator = lambda: Usage(
                 input=_estimate_input(state), output=estimate.tokens_for_chars(acc.chars)
             )
-            return wrap_stream(result, recorder, rec, acc)
+            return wrap_stream(result, recorder, rec, acc, rec.asynchronous)
         chars = read_gemini_response(rec, result)
         if rec.usage is None:
             rec.estimator = lambda: Usage(

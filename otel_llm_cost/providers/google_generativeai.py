@@ -86,7 +86,7 @@ class LegacyGenerateSpec(CallSpec):
             rec.estimator = lambda: Usage(
                 input=input_estimate(), output=estimate.tokens_for_chars(acc.chars)
             )
-            return wrap_stream(result, recorder, rec, acc)
+            return wrap_stream(result, recorder, rec, acc, rec.asynchronous)
         chars = read_gemini_response(rec, result)
         if rec.usage is None:
             rec.estimator = lambda: Usage(
