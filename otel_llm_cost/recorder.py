@@ -8,7 +8,6 @@ from __future__ import annotations
 import json
 import threading
 import time
-from collections.abc import Callable
 from typing import Any
 
 from opentelemetry import trace
@@ -18,7 +17,7 @@ from opentelemetry.trace import SpanKind, Status, StatusCode, Tracer, TracerProv
 from . import _log
 from .attribution import DEFAULT_METRIC_ATTRIBUTES, current_attribution
 from .config import Settings
-from .pricing import PriceBook
+from .pricing import ModelPricer, PriceBook
 from .record import USAGE_ESTIMATED, USAGE_NONE, USAGE_PROVIDER, CallRecord
 from .usage import TOKEN_TYPES, Usage
 from .version import __version__
@@ -71,30 +70,27 @@ class Recorder:
             SCOPE, __version__, tracer_provider, schema_url=SCHEMA_URL
         )
         meter: Meter = get_meter(SCOPE, __version__, meter_provider, schema_url=SCHEMA_URL)
-        # The three counters are summed here, under one lock, and reported cumulatively through
-        # observable counters at collection time: the per-call cost is a few dict updates
-        # instead of one OpenTelemetry SDK measurement (attribute cleaning and hashing, locks)
-        # per point. Same instruments, names, units, attributes and cumulative values.
+        # The three counters are summed here, per series, under one lock, and reported
+        # cumulatively through observable counters at collection time: the per-call cost is a
+        # few additions instead of one OpenTelemetry SDK measurement (attribute cleaning and
+        # hashing, locks) per point. Same instruments, names, units, attributes and cumulative
+        # values. Histograms stay synchronous: a histogram has no asynchronous form, and
+        # recording it later would only move the same work elsewhere.
         self._lock = threading.Lock()
-        self._cost_sums: dict[Any, list[Any]] = {}
-        self._token_sums: dict[Any, list[Any]] = {}
-        self._request_sums: dict[Any, list[Any]] = {}
-        self._attributes: dict[Any, dict[str, Any]] = {}
+        self._series: dict[tuple[Any, ...], _Series] = {}
+        self._request_cost_attributes: dict[tuple[str, str, str], dict[str, Any]] = {}
         self.cost = meter.create_observable_counter(
-            "llm.cost",
-            callbacks=[self._observer(self._cost_sums)],
-            unit="USD",
-            description="Cost of LLM calls",
+            "llm.cost", callbacks=[self._observe_cost], unit="USD", description="Cost of LLM calls"
         )
         self.tokens = meter.create_observable_counter(
             "llm.tokens",
-            callbacks=[self._observer(self._token_sums)],
+            callbacks=[self._observe_tokens],
             unit="{token}",
             description="Tokens of LLM calls by llm.token.type",
         )
         self.requests = meter.create_observable_counter(
             "llm.requests",
-            callbacks=[self._observer(self._request_sums)],
+            callbacks=[self._observe_requests],
             unit="{request}",
             description="LLM calls, by outcome",
         )
@@ -201,10 +197,30 @@ class Recorder:
                 if usage is not None:
                     source = USAGE_ESTIMATED
                     rec.usage = usage
-        if rec.response_model:
-            rec.response_model = _strip_models_prefix(rec.response_model)
+        response_model = rec.response_model
+        if response_model is not None and response_model.startswith("models/"):
+            rec.response_model = response_model = response_model[7:]
 
-        price_status, costs = self._price(rec, usage)
+        attribution = rec.attribution
+        promoted = (
+            tuple([item for item in attribution.items() if item[0] in self.metric_attribute_keys])
+            if attribution
+            else ()
+        )
+        key = (rec.provider, rec.operation, rec.request_model, response_model, promoted)
+        series = self._series.get(key)
+        if series is None:
+            series = self._new_series(key)
+
+        costs: tuple[float, ...] | None = None
+        price_status = series.price_status
+        if usage is not None and series.pricer is not None:
+            try:
+                costs = series.pricer.cost(usage, rec.start_time_ns / 1e9)
+            except Exception as exc:
+                _log.internal_error("pricing", exc)
+            if costs is None:
+                price_status = STATUS_UNPRICED
         total_cost = sum(costs) if costs is not None else None
 
         # Span and metrics fail independently: a broken tracer never costs the metrics.
@@ -216,122 +232,90 @@ class Recorder:
                 rec.span.end()  # an unended span would be kept by span processors
             except Exception:
                 pass
-        self._record_metrics(rec, usage, costs, total_cost, source, price_status, end)
 
-    def _price(self, rec: CallRecord, usage: Usage | None) -> tuple[str, tuple[float, ...] | None]:
-        """(``llm.price.status``, cost per token type); a pricing fault counts as unpriced."""
-        try:
-            pricer = self.price_book.pricer(rec.provider, rec.request_model, rec.response_model)
-            if usage is None or pricer.status == STATUS_UNPRICED:
-                return pricer.status, None
-            costs = pricer.cost(usage, rec.start_time_ns / 1e9)
-        except Exception as exc:
-            _log.internal_error("pricing", exc)
-            return STATUS_UNPRICED, None
-        if costs is None:
-            return STATUS_UNPRICED, None
-        return pricer.status, costs
-
-    def _observer(
-        self, sums: dict[Any, list[Any]]
-    ) -> Callable[[CallbackOptions], list[Observation]]:
-        lock = self._lock
-
-        def observe(options: CallbackOptions) -> list[Observation]:
-            with lock:
-                points = [(entry[0], entry[1]) for entry in sums.values()]
-            return [Observation(value, attributes) for value, attributes in points]
-
-        return observe
-
-    def _metric_key(self, rec: CallRecord) -> tuple[Any, ...]:
-        """The identity of a call's common metric attributes, cheap to build and hash."""
-        attribution = rec.attribution
-        if attribution:
-            keys = self.metric_attribute_keys
-            promoted = tuple(item for item in attribution.items() if item[0] in keys)
-        else:
-            promoted = ()
-        return (rec.provider, rec.operation, rec.request_model, rec.response_model, promoted)
-
-    def _attrs(
-        self, key: tuple[Any, ...], kind: Any, extra: tuple[tuple[str, Any], ...]
-    ) -> dict[str, Any]:
-        """The attribute dict of ``key`` + ``extra``, built once per series and then reused."""
-        cache_key = (key, kind)
-        attributes = self._attributes.get(cache_key)
-        if attributes is None:
-            provider, operation, request_model, response_model, promoted = key
-            attributes = {PROVIDER: provider, OPERATION: operation, REQUEST_MODEL: request_model}
-            if response_model:
-                attributes[RESPONSE_MODEL] = response_model
-            attributes.update(promoted)
-            attributes.update(extra)
-            self._attributes[cache_key] = attributes
-        return attributes
-
-    def _record_metrics(
-        self,
-        rec: CallRecord,
-        usage: Usage | None,
-        costs: tuple[float, ...] | None,
-        total_cost: float | None,
-        source: str,
-        price_status: str,
-        end: float,
-    ) -> None:
-        key = self._metric_key(rec)
         error = rec.error_type
-        outcome_extra: tuple[tuple[str, Any], ...] = (
-            (USAGE_SOURCE, source),
-            (PRICE_STATUS, price_status),
-        )
-        if error:
-            outcome_extra += ((ERROR_TYPE, error),)
+        outcome = (source, price_status, error)
         with self._lock:
-            attrs = self._attrs(key, outcome_extra, outcome_extra)
-            entry = self._request_sums.get(outcome_extra + key)
+            entry = series.requests.get(outcome)
             if entry is None:
-                self._request_sums[outcome_extra + key] = [1, attrs]
+                series.requests[outcome] = [1, series.outcome_attributes(outcome)]
             else:
                 entry[0] += 1
             if usage is not None:
-                for index, count in enumerate(usage.as_tuple()):
-                    if count <= 0:
-                        continue
-                    attrs = self._attrs(key, index, ((TOKEN_TYPE, TOKEN_TYPES[index]),))
-                    series = (index, key)
-                    entry = self._token_sums.get(series)
-                    if entry is None:
-                        self._token_sums[series] = [count, attrs]
-                    else:
-                        entry[0] += count
-                    if costs is not None and costs[index] > 0:
-                        entry = self._cost_sums.get(series)
-                        if entry is None:
-                            self._cost_sums[series] = [costs[index], attrs]
-                        else:
-                            entry[0] += costs[index]
-            timing = self._attrs(key, ("timing", error), ((ERROR_TYPE, error),) if error else ())
-            if rec.first_chunk is not None:
-                first = self._attrs(key, ("timing", None), ())
-            if usage is not None:
-                usage_in = self._attrs(key, "in", ((GEN_AI_TOKEN_TYPE, "input"),))
-                usage_out = self._attrs(key, "out", ((GEN_AI_TOKEN_TYPE, "output"),))
-            if total_cost is not None:
-                per_request = self._attrs(
-                    (rec.provider, rec.operation, rec.request_model, None, ()), "request", ()
-                )
+                tokens = series.tokens
+                tokens[0] += usage.input
+                tokens[1] += usage.cache_read
+                tokens[2] += usage.cache_write
+                tokens[3] += usage.output
+                tokens[4] += usage.reasoning
+                if costs is not None:
+                    sums = series.costs
+                    sums[0] += costs[0]
+                    sums[1] += costs[1]
+                    sums[2] += costs[2]
+                    sums[3] += costs[3]
+                    sums[4] += costs[4]
+            timing = series.base if error is None else series.timing_attributes(error)
 
         self.duration.record(end - rec.start, timing)
         if rec.first_chunk is not None:
-            self.time_to_first_chunk.record(rec.first_chunk - rec.start, first)
+            self.time_to_first_chunk.record(rec.first_chunk - rec.start, series.base)
         if usage is None:
             return
-        self.token_usage.record(usage.input_total, usage_in)
-        self.token_usage.record(usage.output_total, usage_out)
+        self.token_usage.record(usage.input + usage.cache_read + usage.cache_write, series.usage_in)
+        self.token_usage.record(usage.output + usage.reasoning, series.usage_out)
         if total_cost is not None:
-            self.request_cost.record(total_cost, per_request)
+            self.request_cost.record(total_cost, series.per_request)
+
+    def _new_series(self, key: tuple[Any, ...]) -> _Series:
+        """The series of a call's metric attributes, built once (pricer included)."""
+        provider, operation, request_model, response_model, _ = key
+        try:
+            pricer: ModelPricer | None = self.price_book.pricer(
+                provider, request_model, response_model
+            )
+        except Exception as exc:
+            _log.internal_error("pricing", exc)
+            pricer = None
+        with self._lock:
+            series = self._series.get(key)
+            if series is None:
+                per_request_key = (provider, operation, request_model)
+                per_request = self._request_cost_attributes.get(per_request_key)
+                if per_request is None:
+                    per_request = self._request_cost_attributes[per_request_key] = {
+                        PROVIDER: provider,
+                        OPERATION: operation,
+                        REQUEST_MODEL: request_model,
+                    }
+                series = self._series[key] = _Series(key, pricer, per_request)
+            return series
+
+    def _observe_cost(self, options: CallbackOptions) -> list[Observation]:
+        with self._lock:
+            return [
+                Observation(value, attributes)
+                for series in self._series.values()
+                for value, attributes in zip(series.costs, series.token_types, strict=True)
+                if value > 0
+            ]
+
+    def _observe_tokens(self, options: CallbackOptions) -> list[Observation]:
+        with self._lock:
+            return [
+                Observation(value, attributes)
+                for series in self._series.values()
+                for value, attributes in zip(series.tokens, series.token_types, strict=True)
+                if value > 0
+            ]
+
+    def _observe_requests(self, options: CallbackOptions) -> list[Observation]:
+        with self._lock:
+            return [
+                Observation(entry[0], entry[1])
+                for series in self._series.values()
+                for entry in series.requests.values()
+            ]
 
     def _end_span(
         self,
@@ -369,6 +353,68 @@ class Recorder:
             span.set_attributes(attributes)
         # End time consistent with the duration metric (perf_counter based).
         span.end(end_time=rec.start_time_ns + int((end - rec.start) * 1e9))
+
+
+class _Series:
+    """One set of common metric attributes (provider, operation, models, promoted
+    attribution): its pricer, its running sums and the attribute dicts of its points, each
+    built once and reused (the OpenTelemetry SDK copies what it keeps)."""
+
+    __slots__ = (
+        "base",
+        "costs",
+        "per_request",
+        "price_status",
+        "pricer",
+        "requests",
+        "timing",
+        "token_types",
+        "tokens",
+        "usage_in",
+        "usage_out",
+    )
+
+    def __init__(
+        self, key: tuple[Any, ...], pricer: ModelPricer | None, per_request: dict[str, Any]
+    ) -> None:
+        provider, operation, request_model, response_model, promoted = key
+        base: dict[str, Any] = {
+            PROVIDER: provider,
+            OPERATION: operation,
+            REQUEST_MODEL: request_model,
+        }
+        if response_model:
+            base[RESPONSE_MODEL] = response_model
+        base.update(promoted)
+        self.base = base
+        if pricer is None:
+            self.pricer, self.price_status = None, STATUS_UNPRICED
+        elif pricer.status == STATUS_UNPRICED:
+            self.pricer, self.price_status = None, pricer.status
+        else:
+            self.pricer, self.price_status = pricer, pricer.status
+        self.per_request = per_request
+        self.token_types = tuple({**base, TOKEN_TYPE: kind} for kind in TOKEN_TYPES)
+        self.usage_in = {**base, GEN_AI_TOKEN_TYPE: "input"}
+        self.usage_out = {**base, GEN_AI_TOKEN_TYPE: "output"}
+        self.tokens = [0] * len(TOKEN_TYPES)
+        self.costs = [0.0] * len(TOKEN_TYPES)
+        #: ``(llm.usage.source, llm.price.status, error.type)`` -> ``[count, attributes]``
+        self.requests: dict[tuple[str, str, str | None], list[Any]] = {}
+        self.timing: dict[str, dict[str, Any]] = {}
+
+    def outcome_attributes(self, outcome: tuple[str, str, str | None]) -> dict[str, Any]:
+        source, status, error = outcome
+        attributes = {**self.base, USAGE_SOURCE: source, PRICE_STATUS: status}
+        if error:
+            attributes[ERROR_TYPE] = error
+        return attributes
+
+    def timing_attributes(self, error: str) -> dict[str, Any]:
+        attributes = self.timing.get(error)
+        if attributes is None:
+            attributes = self.timing[error] = {**self.base, ERROR_TYPE: error}
+        return attributes
 
 
 #: Longest message content kept on a span attribute (opt-in capture), in characters.
