@@ -53,6 +53,8 @@ MAX_TOKENS = 10**12
 def count(value: object) -> int:
     """A token count from an SDK field: an int in [0, MAX_TOKENS] (None, junk and negatives
     give 0; absurdly large values are cut to MAX_TOKENS)."""
+    if type(value) is int:  # the usual case, first
+        return value if 0 <= value <= MAX_TOKENS else (0 if value < 0 else MAX_TOKENS)
     if value is None or isinstance(value, bool):
         return 0
     try:

@@ -16,6 +16,7 @@ from ..record import CallRecord
 from ..recorder import Recorder
 from ..usage import Usage, count
 from . import _stainless
+from ._stainless import field
 
 _SUPPORTED = "anthropic >= 0.40, < 3"
 
@@ -60,25 +61,27 @@ def anthropic_usage(
 
 
 def _thinking(usage: Any) -> object:
-    details = getattr(usage, "output_tokens_details", None)
-    return getattr(details, "thinking_tokens", 0) if details is not None else 0
+    return field(field(usage, "output_tokens_details"), "thinking_tokens")
 
 
 def _one_hour(usage: Any) -> object:
-    creation = getattr(usage, "cache_creation", None)
-    return getattr(creation, "ephemeral_1h_input_tokens", 0) if creation is not None else 0
+    return field(field(usage, "cache_creation"), "ephemeral_1h_input_tokens")
 
 
 def message_usage(usage: Any) -> Usage:
     """Partition of a ``Message.usage``."""
     return anthropic_usage(
-        getattr(usage, "input_tokens", 0),
-        getattr(usage, "output_tokens", 0),
-        getattr(usage, "cache_read_input_tokens", 0),
-        getattr(usage, "cache_creation_input_tokens", 0),
+        field(usage, "input_tokens"),
+        field(usage, "output_tokens"),
+        field(usage, "cache_read_input_tokens"),
+        field(usage, "cache_creation_input_tokens"),
         _one_hour(usage),
         _thinking(usage),
     )
+
+
+#: Content deltas besides text that the model generated (output tokens), and their text field.
+_GENERATED_DELTAS = {"thinking_delta": "thinking", "input_json_delta": "partial_json"}
 
 
 class MessageAccumulator:
@@ -111,7 +114,7 @@ class MessageAccumulator:
             return
         counts = self.counts
         for name in self._FIELDS:
-            value = getattr(usage, name, None)
+            value = field(usage, name)
             if value is not None:
                 counts[name] = value
         one_hour = _one_hour(usage)
@@ -125,11 +128,17 @@ class MessageAccumulator:
         kind = event.type
         if kind == "content_block_delta":
             delta = event.delta
-            text = getattr(delta, "text", None) or getattr(delta, "thinking", None)
+            kind = getattr(delta, "type", None)
+            if kind == "text_delta":
+                text = delta.text
+                if self.texts is not None:
+                    self.texts.append(text)
+            elif kind in _GENERATED_DELTAS:
+                text = getattr(delta, _GENERATED_DELTAS[kind], None)
+            else:
+                text = None
             if text:
                 self.chars += len(text)
-                if self.texts is not None and delta.type == "text_delta":
-                    self.texts.append(text)
         elif kind == "message_start":
             message = event.message
             self.model = message.model

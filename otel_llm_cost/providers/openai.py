@@ -15,6 +15,7 @@ from ..record import CallRecord
 from ..recorder import Recorder
 from ..usage import Usage, count, from_totals
 from . import _stainless
+from ._stainless import field
 
 _SUPPORTED = "openai >= 1.66, < 4"
 
@@ -60,41 +61,35 @@ def _target(instance: Any) -> tuple[str, str | None, int | None]:
     return _stainless.client_target(instance, _provider_of)
 
 
-def _details(obj: Any, name: str) -> Any:
-    return getattr(obj, name, None) if obj is not None else None
-
-
 def chat_usage(usage: Any) -> Usage:
     """Partition of a chat-completions (or legacy completions) ``usage`` object."""
-    prompt = _details(usage, "prompt_tokens_details")
-    completion = _details(usage, "completion_tokens_details")
-    cached = _details(prompt, "cached_tokens")
+    prompt = field(usage, "prompt_tokens_details")
+    cached = field(prompt, "cached_tokens")
     if not cached:  # DeepSeek reports cache hits beside the details
-        cached = getattr(usage, "prompt_cache_hit_tokens", None)
+        cached = field(usage, "prompt_cache_hit_tokens")
     return from_totals(
-        getattr(usage, "prompt_tokens", 0),
-        getattr(usage, "completion_tokens", 0),
+        field(usage, "prompt_tokens"),
+        field(usage, "completion_tokens"),
         cache_read=cached,
-        cache_write=_details(prompt, "cache_write_tokens"),
-        reasoning=_details(completion, "reasoning_tokens"),
+        cache_write=field(prompt, "cache_write_tokens"),
+        reasoning=field(field(usage, "completion_tokens_details"), "reasoning_tokens"),
     )
 
 
 def responses_usage(usage: Any) -> Usage:
     """Partition of a Responses API ``usage`` object."""
-    details = _details(usage, "input_tokens_details")
-    out_details = _details(usage, "output_tokens_details")
+    details = field(usage, "input_tokens_details")
     return from_totals(
-        getattr(usage, "input_tokens", 0),
-        getattr(usage, "output_tokens", 0),
-        cache_read=_details(details, "cached_tokens"),
-        cache_write=_details(details, "cache_write_tokens"),
-        reasoning=_details(out_details, "reasoning_tokens"),
+        field(usage, "input_tokens"),
+        field(usage, "output_tokens"),
+        cache_read=field(details, "cached_tokens"),
+        cache_write=field(details, "cache_write_tokens"),
+        reasoning=field(field(usage, "output_tokens_details"), "reasoning_tokens"),
     )
 
 
 def embeddings_usage(usage: Any) -> Usage:
-    return from_totals(getattr(usage, "prompt_tokens", 0), 0)
+    return from_totals(field(usage, "prompt_tokens"), 0)
 
 
 class _Spec(_stainless.StainlessSpec):
@@ -123,13 +118,13 @@ class ChatAccumulator:
 
     def on_chunk(self, chunk: Any) -> bool:
         if self.model is None:
-            self.model = getattr(chunk, "model", None)
-            self.id = getattr(chunk, "id", None)
+            self.model = chunk.model
+            self.id = chunk.id
         choices = chunk.choices
         if choices:
             for choice in choices:
-                delta = choice.delta if hasattr(choice, "delta") else choice
-                text = getattr(delta, "content", None) or getattr(delta, "text", None)
+                delta = choice.delta
+                text = delta.content if delta is not None else None
                 if text:
                     self.chars += len(text)
                     if self.texts is not None:
@@ -199,14 +194,55 @@ def _message_text(choice: Any) -> str:
     return text if isinstance(text, str) else ""
 
 
+class CompletionAccumulator(ChatAccumulator):
+    """Follows a legacy completions stream: the text is ``choice.text``, not a delta."""
+
+    __slots__ = ()
+
+    def on_chunk(self, chunk: Any) -> bool:
+        if self.model is None:
+            self.model = chunk.model
+            self.id = chunk.id
+        choices = chunk.choices
+        for choice in choices or ():
+            text = choice.text
+            if text:
+                self.chars += len(text)
+                if self.texts is not None:
+                    self.texts.append(text)
+            if choice.finish_reason:
+                self.finish_reasons.append(choice.finish_reason)
+        usage = chunk.usage
+        if usage is not None:
+            self.usage = usage
+            return self.hide_usage_chunk and not choices
+        return False
+
+
 class CompletionsSpec(ChatSpec):
     """Legacy ``completions.create`` (``text_completion``)."""
 
     operation = "text_completion"
     prompt_keys = ("prompt",)
 
+    def accumulator(self, state: Any) -> CompletionAccumulator:
+        return CompletionAccumulator(hide_usage_chunk=state[1])
+
 
 # -- Responses API
+
+
+#: Responses stream events that carry the whole response (the last one has the usage).
+_RESPONSE_EVENTS = frozenset(
+    {
+        "response.created",
+        "response.queued",
+        "response.in_progress",
+        "response.completed",
+        "response.incomplete",
+        "response.failed",
+    }
+)
 
 
 class ResponsesAccumulator:
@@ -223,8 +259,7 @@ class ResponsesAccumulator:
         kind = event.type
         if kind == "response.output_text.delta":
             self.chars += len(event.delta)
-        elif kind.startswith("response.") and hasattr(event, "response"):
-            # created / in_progress / completed / incomplete / failed all carry the response.
+        elif kind in _RESPONSE_EVENTS:
             self.response = event.response
         return False
 
