@@ -45,16 +45,6 @@ class CallSpec:
         raise NotImplementedError
 
 
-def _enter(rec: CallRecord) -> tuple[object, contextvars.Token[bool]]:
-    token = otel_context.attach(trace.set_span_in_context(rec.span))
-    return token, _in_call.set(True)
-
-
-def _leave(tokens: tuple[object, contextvars.Token[bool]]) -> None:
-    _in_call.reset(tokens[1])
-    otel_context.detach(tokens[0])  # type: ignore[arg-type]
-
-
 def call_sync(
     recorder: Recorder,
     spec: CallSpec,
@@ -69,17 +59,22 @@ def call_sync(
         return wrapped(*args, **kwargs)
     try:
         rec, call_kwargs, state = spec.begin(recorder, instance, args, kwargs)
-        tokens = _enter(rec)
+        # Our span is current during the call (HTTP spans are its children), and so is the mark
+        # that an SDK method called from inside is part of this call.
+        context_token = otel_context.attach(trace.set_span_in_context(rec.span))
+        call_token = _in_call.set(True)
     except Exception as exc:
         _log.internal_error(where, exc)
         return wrapped(*args, **kwargs)
     try:
         result = wrapped(*args, **call_kwargs)
     except BaseException as exc:
-        _leave(tokens)
+        _in_call.reset(call_token)
+        otel_context.detach(context_token)
         recorder.fail(rec, exc)
         raise
-    _leave(tokens)
+    _in_call.reset(call_token)
+    otel_context.detach(context_token)
     try:
         return spec.on_result(recorder, rec, result, state)
     except Exception as exc:
@@ -103,17 +98,22 @@ async def call_async(
     try:
         rec, call_kwargs, state = spec.begin(recorder, instance, args, kwargs)
         rec.asynchronous = True
-        tokens = _enter(rec)
+        # Our span is current during the call (HTTP spans are its children), and so is the mark
+        # that an SDK method called from inside is part of this call.
+        context_token = otel_context.attach(trace.set_span_in_context(rec.span))
+        call_token = _in_call.set(True)
     except Exception as exc:
         _log.internal_error(where, exc)
         return await wrapped(*args, **kwargs)
     try:
         result = await wrapped(*args, **call_kwargs)
     except BaseException as exc:
-        _leave(tokens)
+        _in_call.reset(call_token)
+        otel_context.detach(context_token)
         recorder.fail(rec, exc)
         raise
-    _leave(tokens)
+    _in_call.reset(call_token)
+    otel_context.detach(context_token)
     try:
         return spec.on_result(recorder, rec, result, state)
     except Exception as exc:

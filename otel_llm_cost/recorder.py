@@ -48,10 +48,6 @@ COST_USD = "llm.cost.usd"
 STATUS_UNPRICED = "unpriced"
 
 
-def _strip_models_prefix(model: str) -> str:
-    return model[7:] if model.startswith("models/") else model
-
-
 class Recorder:
     """Owns the instruments, the tracer and the price book; turns call records into telemetry."""
 
@@ -132,7 +128,12 @@ class Recorder:
         streaming: bool = False,
     ) -> CallRecord:
         """Begin a call: capture attribution and start time, open the CLIENT span."""
-        model = _strip_models_prefix(request_model) if request_model else "unknown"
+        if not request_model:
+            model = "unknown"
+        elif request_model.startswith("models/"):
+            model = request_model[7:]
+        else:
+            model = request_model
         rec = CallRecord(
             provider,
             operation,
@@ -338,8 +339,10 @@ class Recorder:
             if rec.finish_reasons:
                 attributes["gen_ai.response.finish_reasons"] = rec.finish_reasons
             if usage is not None:
-                attributes["gen_ai.usage.input_tokens"] = usage.input_total
-                attributes["gen_ai.usage.output_tokens"] = usage.output_total
+                attributes["gen_ai.usage.input_tokens"] = (
+                    usage.input + usage.cache_read + usage.cache_write
+                )
+                attributes["gen_ai.usage.output_tokens"] = usage.output + usage.reasoning
                 attributes["gen_ai.usage.cache_read.input_tokens"] = usage.cache_read
                 attributes["gen_ai.usage.cache_creation.input_tokens"] = usage.cache_write
                 attributes["gen_ai.usage.reasoning.output_tokens"] = usage.reasoning

@@ -81,16 +81,25 @@ def from_totals(
     Parts larger than their total are cut to it, so the partition never goes negative and
     always sums to the provider's totals.
     """
-    total_in = count(input_total)
-    read = min(count(cache_read), total_in)
-    write = min(count(cache_write), total_in - read)
-    total_out = count(output_total)
-    think = min(count(reasoning), total_out)
+    # Plain ints in range (what the SDKs give) skip count(): this runs on every call.
+    total_in = (
+        input_total
+        if type(input_total) is int and 0 <= input_total <= MAX_TOKENS
+        else count(input_total)
+    )
+    total_out = (
+        output_total
+        if type(output_total) is int and 0 <= output_total <= MAX_TOKENS
+        else count(output_total)
+    )
+    read = min(count(cache_read), total_in) if cache_read is not None else 0
+    write = min(count(cache_write), total_in - read) if cache_write is not None else 0
+    think = min(count(reasoning), total_out) if reasoning is not None else 0
     return Usage(
         input=total_in - read - write,
         cache_read=read,
         cache_write=write,
         output=total_out - think,
         reasoning=think,
-        cache_write_1h=min(count(cache_write_1h), write),
+        cache_write_1h=min(count(cache_write_1h), write) if cache_write_1h is not None else 0,
     )

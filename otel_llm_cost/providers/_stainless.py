@@ -5,7 +5,8 @@ from __future__ import annotations
 
 import inspect
 from collections.abc import Callable, Mapping
-from typing import Any
+from types import MappingProxyType
+from typing import Any, Protocol
 
 import wrapt
 
@@ -17,30 +18,51 @@ from ..usage import Usage
 
 RAW_RESPONSE_HEADER = "X-Stainless-Raw-Response"
 
-_ABSENT = object()
+
+class Fields(Protocol):
+    def get(self, name: str, default: Any = None, /) -> Any: ...
+
+
+_NO_FIELDS: Fields = MappingProxyType({})
+
+
+def fields(obj: Any) -> Fields:
+    """The fields of one of the SDKs' pydantic models, as a mapping to ``.get()`` from.
+
+    ``getattr(obj, name, None)`` for a field the model does not declare and the response did
+    not carry goes through pydantic's ``__getattr__``, which builds and raises an
+    AttributeError: several microseconds, paid on every call for optional usage fields. Declared
+    fields are in the instance dict, undeclared ones the API sent in ``__pydantic_extra__``.
+    """
+    if obj is None:
+        return _NO_FIELDS
+    try:
+        own = obj.__dict__
+    except AttributeError:  # not a model: read its attributes
+        return _Attributes(obj)
+    extra = getattr(obj, "__pydantic_extra__", None)
+    return {**own, **extra} if extra else own
+
+
+class _Attributes:
+    """``.get()`` over the attributes of an object that has no ``__dict__``."""
+
+    __slots__ = ("obj",)
+
+    def __init__(self, obj: Any) -> None:
+        self.obj = obj
+
+    def get(self, name: str, default: Any = None) -> Any:
+        return getattr(self.obj, name, default)
 
 
 def field(obj: Any, name: str) -> Any:
-    """``getattr(obj, name, None)`` for the SDKs' pydantic models, without pydantic's miss path.
-
-    A field the model does not declare and the response did not carry makes pydantic's
-    ``__getattr__`` build and raise an AttributeError: several microseconds, paid on every call
-    for optional usage fields. Declared fields and extra fields are plain dict lookups here.
-    """
-    if obj is None:
-        return None
-    try:
-        value = obj.__dict__.get(name, _ABSENT)
-    except AttributeError:
-        return getattr(obj, name, None)
-    if value is _ABSENT:
-        extra = getattr(obj, "__pydantic_extra__", None)
-        return extra.get(name) if extra else None
-    return value
+    """One field of an SDK model, ``None`` when absent (see :func:`fields`)."""
+    return fields(obj).get(name)
 
 
 #: What an SDK call returned, by type: a raw response, a stream, or a parsed model.
-_PARSED, _RAW, _STREAM = 0, 1, 2
+_PARSED, _RAW, _STREAM = 1, 2, 3
 _result_kinds: dict[type, int] = {}
 
 
@@ -177,7 +199,7 @@ class StainlessSpec(CallSpec):
         return kwargs, False
 
     def on_result(self, recorder: Recorder, rec: CallRecord, result: Any, state: Any) -> Any:
-        if _result_kind(result) == _RAW:
+        if (_result_kinds.get(type(result)) or _result_kind(result)) == _RAW:
             return wrap_raw_response(
                 recorder,
                 rec,
@@ -188,7 +210,7 @@ class StainlessSpec(CallSpec):
         return self.on_parsed(recorder, rec, result, state)
 
     def on_parsed(self, recorder: Recorder, rec: CallRecord, result: Any, state: Any) -> Any:
-        if _result_kind(result) == _STREAM:
+        if (_result_kinds.get(type(result)) or _result_kind(result)) == _STREAM:
             acc = self.accumulator(state)
             if rec.capture:
                 acc.texts = []

@@ -15,7 +15,7 @@ from ..record import CallRecord
 from ..recorder import Recorder
 from ..usage import Usage, count, from_totals
 from . import _stainless
-from ._stainless import field
+from ._stainless import fields
 
 _SUPPORTED = "openai >= 1.66, < 4"
 
@@ -63,33 +63,35 @@ def _target(instance: Any) -> tuple[str, str | None, int | None]:
 
 def chat_usage(usage: Any) -> Usage:
     """Partition of a chat-completions (or legacy completions) ``usage`` object."""
-    prompt = field(usage, "prompt_tokens_details")
-    cached = field(prompt, "cached_tokens")
+    u = fields(usage)
+    prompt = fields(u.get("prompt_tokens_details"))
+    cached = prompt.get("cached_tokens")
     if not cached:  # DeepSeek reports cache hits beside the details
-        cached = field(usage, "prompt_cache_hit_tokens")
+        cached = u.get("prompt_cache_hit_tokens")
     return from_totals(
-        field(usage, "prompt_tokens"),
-        field(usage, "completion_tokens"),
+        u.get("prompt_tokens"),
+        u.get("completion_tokens"),
         cache_read=cached,
-        cache_write=field(prompt, "cache_write_tokens"),
-        reasoning=field(field(usage, "completion_tokens_details"), "reasoning_tokens"),
+        cache_write=prompt.get("cache_write_tokens"),
+        reasoning=fields(u.get("completion_tokens_details")).get("reasoning_tokens"),
     )
 
 
 def responses_usage(usage: Any) -> Usage:
     """Partition of a Responses API ``usage`` object."""
-    details = field(usage, "input_tokens_details")
+    u = fields(usage)
+    details = fields(u.get("input_tokens_details"))
     return from_totals(
-        field(usage, "input_tokens"),
-        field(usage, "output_tokens"),
-        cache_read=field(details, "cached_tokens"),
-        cache_write=field(details, "cache_write_tokens"),
-        reasoning=field(field(usage, "output_tokens_details"), "reasoning_tokens"),
+        u.get("input_tokens"),
+        u.get("output_tokens"),
+        cache_read=details.get("cached_tokens"),
+        cache_write=details.get("cache_write_tokens"),
+        reasoning=fields(u.get("output_tokens_details")).get("reasoning_tokens"),
     )
 
 
 def embeddings_usage(usage: Any) -> Usage:
-    return from_totals(field(usage, "prompt_tokens"), 0)
+    return from_totals(fields(usage).get("prompt_tokens"), 0)
 
 
 class _Spec(_stainless.StainlessSpec):
@@ -155,15 +157,27 @@ class ChatSpec(_Spec):
     operation = "chat"
 
     def prepare(self, kwargs: dict[str, Any], streaming: bool) -> tuple[dict[str, Any], bool]:
-        injected = False
-        if streaming and self.stream_usage:
-            options = kwargs.get("stream_options")
-            if not _wants_usage(options):
-                base = options if isinstance(options, dict) else {}
-                kwargs = dict(kwargs)
-                kwargs["stream_options"] = {**base, "include_usage": True}
-                injected = True
-        return (kwargs, injected)
+        if not (streaming and self.stream_usage):
+            return kwargs, False
+        options = kwargs.get("stream_options")
+        if _wants_usage(options):
+            return kwargs, False
+        kwargs = dict(kwargs)
+        if isinstance(options, dict):  # the caller's own options: add to them
+            kwargs["stream_options"] = {**options, "include_usage": True}
+            return kwargs, True
+        # Sent through extra_body, which the SDK passes as is: a stream_options argument would
+        # go through the SDK's type-driven transform, ~130k instructions a call.
+        extra = kwargs.get("extra_body")
+        body = dict(extra) if isinstance(extra, dict) else {}
+        own = body.get("stream_options")
+        if _wants_usage(own):
+            return kwargs, False
+        body["stream_options"] = (
+            {**own, "include_usage": True} if isinstance(own, dict) else {"include_usage": True}
+        )
+        kwargs["extra_body"] = body
+        return kwargs, True
 
     def accumulator(self, state: Any) -> ChatAccumulator:
         return ChatAccumulator(hide_usage_chunk=state[1])
