@@ -16,6 +16,7 @@ from types import MappingProxyType, TracebackType
 from typing import Any, TypeVar
 
 from opentelemetry import baggage
+from opentelemetry.context import Context
 
 AGENT = "gen_ai.agent.name"
 USER = "user.id"
@@ -133,10 +134,11 @@ class usage_context:  # noqa: N801 - a context manager used like a function, as 
         return ctx
 
 
-def current_attribution() -> Mapping[str, str]:
-    """The attribution in force here: baggage entries overlaid by ``usage_context`` values."""
+def current_attribution(context: Context | None = None) -> Mapping[str, str]:
+    """The attribution in force here: baggage entries (of ``context``, default the current
+    OpenTelemetry context) overlaid by ``usage_context`` values."""
     explicit = _current.get()
-    entries = baggage.get_all()
+    entries = baggage.get_all(context)
     if not entries:
         return explicit
     from_baggage: dict[str, str] = {}

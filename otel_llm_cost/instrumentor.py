@@ -61,7 +61,7 @@ def call_sync(
         rec, call_kwargs, state = spec.begin(recorder, instance, args, kwargs)
         # Our span is current during the call (HTTP spans are its children), and so is the mark
         # that an SDK method called from inside is part of this call.
-        context_token = otel_context.attach(trace.set_span_in_context(rec.span))
+        context_token = otel_context.attach(trace.set_span_in_context(rec.span, rec.context))
         call_token = _in_call.set(True)
     except Exception as exc:
         _log.internal_error(where, exc)
@@ -100,7 +100,7 @@ async def call_async(
         rec.asynchronous = True
         # Our span is current during the call (HTTP spans are its children), and so is the mark
         # that an SDK method called from inside is part of this call.
-        context_token = otel_context.attach(trace.set_span_in_context(rec.span))
+        context_token = otel_context.attach(trace.set_span_in_context(rec.span, rec.context))
         call_token = _in_call.set(True)
     except Exception as exc:
         _log.internal_error(where, exc)

@@ -25,6 +25,7 @@ class CallRecord:
         "attribution",
         "capture",
         "completion",
+        "context",
         "done",
         "error_type",
         "estimator",
@@ -76,6 +77,8 @@ class CallRecord:
         #: Called at finalization, only when the provider reported no usage, to count locally.
         self.estimator: Callable[[], Usage | None] | None = None
         self.span: Any = None
+        #: The OpenTelemetry context the call was made in (parent of its span).
+        self.context: Any = None
         self.done = False
         #: Whether message content may be recorded (opt-in); then providers fill these two.
         self.capture = False

@@ -10,6 +10,7 @@ import threading
 import time
 from typing import Any
 
+from opentelemetry import context as otel_context
 from opentelemetry import trace
 from opentelemetry.metrics import CallbackOptions, Meter, MeterProvider, Observation, get_meter
 from opentelemetry.trace import SpanKind, Status, StatusCode, Tracer, TracerProvider
@@ -134,6 +135,7 @@ class Recorder:
             model = request_model[7:]
         else:
             model = request_model
+        context = otel_context.get_current()
         rec = CallRecord(
             provider,
             operation,
@@ -141,8 +143,9 @@ class Recorder:
             server_address=server_address,
             server_port=server_port,
             streaming=streaming,
-            attribution=current_attribution(),
+            attribution=current_attribution(context),
         )
+        rec.context = context
         rec.capture = self.settings.capture_content
         attributes: dict[str, Any] = {
             OPERATION: operation,
@@ -155,7 +158,7 @@ class Recorder:
             attributes["server.port"] = server_port
         attributes.update(rec.attribution)
         rec.span = self.tracer.start_span(
-            f"{operation} {model}", kind=SpanKind.CLIENT, attributes=attributes
+            f"{operation} {model}", context, SpanKind.CLIENT, attributes
         )
         return rec
 
@@ -258,15 +261,19 @@ class Recorder:
                     sums[4] += costs[4]
             timing = series.base if error is None else series.timing_attributes(error)
 
-        self.duration.record(end - rec.start, timing)
+        # With the call's context (exemplars refer to the caller's span, as if recorded inline).
+        context = rec.context
+        self.duration.record(end - rec.start, timing, context)
         if rec.first_chunk is not None:
-            self.time_to_first_chunk.record(rec.first_chunk - rec.start, series.base)
+            self.time_to_first_chunk.record(rec.first_chunk - rec.start, series.base, context)
         if usage is None:
             return
-        self.token_usage.record(usage.input + usage.cache_read + usage.cache_write, series.usage_in)
-        self.token_usage.record(usage.output + usage.reasoning, series.usage_out)
+        self.token_usage.record(
+            usage.input + usage.cache_read + usage.cache_write, series.usage_in, context
+        )
+        self.token_usage.record(usage.output + usage.reasoning, series.usage_out, context)
         if total_cost is not None:
-            self.request_cost.record(total_cost, series.per_request)
+            self.request_cost.record(total_cost, series.per_request, context)
 
     def _new_series(self, key: tuple[Any, ...]) -> _Series:
         """The series of a call's metric attributes, built once (pricer included)."""

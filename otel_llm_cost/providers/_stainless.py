@@ -246,7 +246,8 @@ def client_target(
     recomputed only if its ``base_url`` changes.
     """
     client = getattr(instance, "_client", None)
-    base_url = getattr(client, "base_url", None)
+    # The attribute behind the clients' ``base_url`` property (a property call costs a frame).
+    base_url = getattr(client, "_base_url", None) or getattr(client, "base_url", None)
     if base_url is None:
         return provider_of(client, ""), None, None
     cached = getattr(client, _TARGET_ATTR, None)
