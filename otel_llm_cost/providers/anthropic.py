@@ -7,10 +7,11 @@ Only translation lives here. ``messages.count_tokens`` is not a generation and i
 
 from __future__ import annotations
 
+import contextvars
 from collections.abc import Iterable
 from typing import Any
 
-from .. import estimate
+from .. import _log, estimate
 from ..instrumentor import CallSpec, LLMCostInstrumentor, WrapPoint, call_async, call_sync
 from ..record import CallRecord
 from ..recorder import Recorder
@@ -214,56 +215,67 @@ class _StreamRequestSpec(MessagesSpec):
         return rec, {}, (kwargs, False)
 
 
-def _hook_manager(
-    manager: Any, recorder: Recorder, spec: CallSpec, instance: Any, kwargs: dict[str, Any]
-) -> None:
-    """Make the stream manager's deferred request go through the recorder.
+#: Set while our wrapper of ``messages.stream()`` runs: what the stream manager the SDK builds
+#: inside it needs to record its deferred request.
+_pending_stream: contextvars.ContextVar[tuple[Any, ...] | None] = contextvars.ContextVar(
+    "otel_llm_cost_anthropic_stream", default=None
+)
+
+
+def _stream_helper_wrapper(recorder: Recorder) -> Any:
+    """Wraps ``messages.stream()``: marks the call, so that the manager it builds is hooked.
 
     The ``stream()`` helpers do not call ``create()``: they build a manager holding the request
-    (a callable, or an un-awaited coroutine for async), made when the manager is entered. We
-    replace that request with one that records the call and wraps the raw event stream, so
-    every way of consuming it (iteration, ``text_stream``, ``get_final_message()``,
-    ``until_done()``) passes the events through our accumulator.
+    (a callable, or an un-awaited coroutine for async), made when the manager is entered. The
+    manager's ``__init__`` (hooked by :func:`_manager_init`) replaces that request with one that
+    records the call and wraps the raw event stream, so every way of consuming it (iteration,
+    ``text_stream``, ``get_final_message()``, ``until_done()``) passes through our accumulator.
+    Hooking the SDK's own manager class, not the object ``stream()`` returns, keeps working when
+    another instrumentation wraps ``stream()`` and returns a manager of its own.
     """
-    name = next((n for n in vars(manager) if n.endswith("__api_request")), None)
-    if name is None:
-        raise AttributeError(f"{type(manager).__name__} has no deferred request")
-    original = vars(manager)[name]
-    where = f"{type(manager).__name__} request"
+    spec = _StreamRequestSpec()
+
+    def wrapper(wrapped: Any, instance: Any, args: Any, kwargs: Any) -> Any:
+        token = _pending_stream.set((recorder, spec, instance, kwargs))
+        try:
+            return wrapped(*args, **kwargs)
+        finally:
+            _pending_stream.reset(token)
+
+    return wrapper
+
+
+def _manager_init(wrapped: Any, instance: Any, args: Any, kwargs: Any) -> Any:
+    pending = _pending_stream.get()
+    if pending is not None and args:
+        _pending_stream.set(None)  # one manager per stream() call
+        try:
+            args = (_recorded_request(args[0], *pending), *args[1:])
+        except Exception as exc:
+            _log.internal_error("anthropic messages.stream", exc)
+    return wrapped(*args, **kwargs)
+
+
+def _recorded_request(
+    original: Any, recorder: Recorder, spec: CallSpec, instance: Any, kwargs: dict[str, Any]
+) -> Any:
+    """The manager's deferred request, made through the recorder."""
+    where = "anthropic messages.stream request"
     if callable(original):
-        request = original
 
         def make_request() -> Any:
             # call_sync may call its ``wrapped`` with the helper's kwargs (when it cannot record):
             # the deferred request takes none.
             return call_sync(
-                recorder, spec, where, lambda *_a, **_k: request(), instance, (), kwargs
+                recorder, spec, where, lambda *_a, **_k: original(), instance, (), kwargs
             )
 
-        setattr(manager, name, make_request)
-    else:
-        awaitable = original
+        return make_request
 
-        async def _await(*_args: Any, **_kwargs: Any) -> Any:
-            return await awaitable
+    async def _await(*_args: Any, **_kwargs: Any) -> Any:
+        return await original
 
-        setattr(manager, name, call_async(recorder, spec, where, _await, instance, (), kwargs))
-
-
-def _stream_helper_wrapper(recorder: Recorder) -> Any:
-    spec = _StreamRequestSpec()
-
-    def wrapper(wrapped: Any, instance: Any, args: Any, kwargs: Any) -> Any:
-        manager = wrapped(*args, **kwargs)
-        try:
-            _hook_manager(manager, recorder, spec, instance, kwargs)
-        except Exception as exc:
-            from .. import _log
-
-            _log.internal_error("anthropic messages.stream", exc)
-        return manager
-
-    return wrapper
+    return call_async(recorder, spec, where, _await, instance, (), kwargs)
 
 
 def _points(recorder: Recorder) -> Iterable[WrapPoint]:
@@ -274,6 +286,19 @@ def _points(recorder: Recorder) -> Iterable[WrapPoint]:
             yield WrapPoint(module, f"{prefix}Messages.create", messages, is_async)
             yield WrapPoint(module, f"{prefix}Messages.parse", messages, is_async)
             yield WrapPoint(module, f"{prefix}Messages.stream", wrapper=helper)
+    for module, managers in _STREAM_MANAGERS:
+        for manager in managers:
+            yield WrapPoint(module, f"{manager}.__init__", wrapper=_manager_init)
+
+
+#: The SDK's stream manager classes (those a release lacks are skipped).
+_STREAM_MANAGERS = (
+    ("anthropic.lib.streaming._messages", ("MessageStreamManager", "AsyncMessageStreamManager")),
+    (
+        "anthropic.lib.streaming._beta_messages",
+        ("BetaMessageStreamManager", "BetaAsyncMessageStreamManager"),
+    ),
+)
 
 
 def _no_sdk_tracer(self: Any) -> None:
