@@ -301,9 +301,30 @@ class LLMCostInstrumentor(BaseInstrumentor):  # type: ignore[misc]
         for owner, attr, installed in reversed(getattr(self, "_wrapped", [])):
             if owner.__dict__.get(attr) is installed:
                 setattr(owner, attr, installed.__wrapped__)
-            # else another instrumentation wrapped on top of ours: its wrapper stays, and ours
-            # inside it is switched off (a pass-through) rather than stripping theirs.
+            else:
+                _unlink(owner.__dict__.get(attr), installed)
         self._wrapped = []
         for owner, name, original in reversed(getattr(self, "_patched", [])):
             setattr(owner, name, original)
         self._patched = []
+
+
+def _unlink(top: Any, ours: Any) -> None:
+    """Take our wrapper out from under another instrumentation's wrapt wrapper(s) on top of it.
+
+    Their wrapper stays where it is, now wrapping what ours wrapped, so that their own
+    uninstrument() later finds the SDK's original under it. A layer that is not a wrapt proxy
+    cannot be relinked: ours then stays inside it, switched off (a pass-through).
+    """
+    layer = top
+    for _ in range(16):  # a chain of wrappers, never a cycle; bounded all the same
+        inner = getattr(layer, "__wrapped__", None)
+        if inner is None:
+            return
+        if inner is ours:
+            try:
+                layer.__wrapped__ = ours.__wrapped__
+            except Exception as exc:
+                _log.internal_error("unwrapping under another instrumentation", exc)
+            return
+        layer = inner

@@ -82,28 +82,12 @@ OTHERS = (
 # Known product bugs, by (test, other instrumentation, order). Each test below that hits one is
 # a strict xfail: it starts failing loudly the day the bug is fixed, so the entry can go.
 #
-# _DEAD_LAYER_BUG: when they wrapped over us (ours first), our uninstrument() leaves our wrapper
-# inside theirs, switched off. Their uninstrument() (opentelemetry.instrumentation.utils.unwrap:
-# getattr(owner, attr).__wrapped__) then puts a BoundFunctionWrapper of our dead layer into the
-# class instead of the SDK's function: the original never comes back. Fix: at our uninstrument(),
-# relink the layer above ours past it (that layer's __wrapped__ = ours.__wrapped__; wrapt's
-# proxies allow it), so that their unwrap finds the original under their wrapper.
-#
-# _HELPER_BUG: providers.anthropic._hook_manager() looks for the deferred request in
-# vars(manager). OpenLLMetry wraps messages.stream() and returns its WrappedMessageStreamManager
-# (the SDK's manager is in its ._stream_manager), so with OpenLLMetry wrapped first no
-# messages.stream() call is recorded at all ("WrappedMessageStreamManager has no deferred request",
-# logged once as an internal error). Fix: hook the SDK's MessageStreamManager class (its __init__
-# or __enter__) instead of the object stream() returns.
-_DEAD_LAYER_BUG = "BUG: ours first: our switched-off layer stays, the original never returns"
-_HELPER_BUG = "BUG: messages.stream() not recorded when OpenLLMetry wrapped it first"
-KNOWN_BUGS: dict[tuple[str, str, str], str] = {
-    ("numbers", "openllmetry-anthropic", THEIRS_FIRST): _HELPER_BUG,
-    ("async-numbers", "openllmetry-anthropic", THEIRS_FIRST): _HELPER_BUG,
-    # (OpenLLMetry's openai uninstrument() leaves its own wrappers behind, hiding ours)
-    ("restore", "openai-v2", OURS_FIRST): _DEAD_LAYER_BUG,
-    ("restore", "openllmetry-anthropic", OURS_FIRST): _DEAD_LAYER_BUG,
-}
+# Found by this suite and fixed: a sync stream wrapped by openai-v2 or OpenLLMetry (whose stream
+# wrappers define __next__ and __anext__) got our async proxy; messages.stream() was not recorded
+# when OpenLLMetry had wrapped it first (we hooked the manager stream() returned, theirs, not the
+# SDK's); with ours first, our uninstrument() left our switched-off layer inside theirs, so their
+# uninstrument() never gave the SDK's original back.
+KNOWN_BUGS: dict[tuple[str, str, str], str] = {}
 
 
 def _cases(test: str) -> list[Any]:
