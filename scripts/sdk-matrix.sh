@@ -45,6 +45,9 @@ LOGS=${SDK_MATRIX_LOGS:-$PWD/build/sdk-matrix}
 CONSTRAINTS=scripts/sdk-constraints.txt
 VENV_LAYOUT=2  # bump when the way venvs are built changes: every cached venv is rebuilt
 mkdir -p "$VENVS"
+# venvs of releases asked for by name (sdk==version) go when unused for MAX_AGE_DAYS
+find "$VENVS" -mindepth 2 -maxdepth 2 -path '*-pinned-*/.complete' -mtime +"$MAX_AGE_DAYS" \
+  -printf '%h\n' 2>/dev/null | xargs -r rm -rf
 
 # sdk | provider module | companion SDKs (newest in range) the test modules import | tests | -k
 CELLS=(
@@ -141,6 +144,8 @@ venv_for() {  # name refreshable(0/1) requirement... -> prints the venv path, cr
         "$@" >"$venv/.pip.log" 2>&1 || exit 1
       "$venv/bin/python" -m pip freeze --disable-pip-version-check >"$venv/.freeze" || exit 1
       touch "$stamp" || exit 1
+    elif [[ $name == *-pinned-* ]]; then
+      touch "$stamp"  # last used
     fi
   ) 9>"$lock" || { echo "$venv"; return 1; }
   echo "$venv"
