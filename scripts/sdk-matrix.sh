@@ -205,10 +205,11 @@ run_cell() {
   log="$LOGS/$name.log"
   if ! venv=$(venv_for "$name" "$refreshable" "$@"); then
     cp "$venv/.pip.log" "$LOGS/$name.pip.log" 2>/dev/null || true
+    rm -rf "$venv"
     line=$(printf '%-28s %-10s %s' "$label" "?" "INSTALL FAILED")
     echo "$line"
     { grep -E '^ERROR' "$LOGS/$name.pip.log" || tail -5 "$LOGS/$name.pip.log"; } 2>/dev/null |
-      sed 's/^/    /' | head -10 || true
+      cut -c1-300 | sed 's/^/    /' | head -10 || true
     echo "    pip log: $LOGS/$name.pip.log"
     summary+=("$line")
     failed=1
