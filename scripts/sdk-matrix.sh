@@ -18,7 +18,8 @@
 # The supported ranges are read from the provider modules (`_SUPPORTED`). Each cell gets its own
 # virtualenv, cached under
 #   ${OTEL_LLM_COST_CACHE:-$HOME/.cache/otel-llm-cost}/venvs/<cell>-<key>
-# where <key> hashes the Python version, the requirements and VENV_LAYOUT. A cached venv is
+# where <key> hashes the Python version, the requirements and VENV_LAYOUT (another key's venv of
+# the same cell is removed once unused for a day). A cached venv is
 # reused as it is, except that the "newest" ones (SDKs and peers) are rebuilt when older than
 # SDK_MATRIX_NEWEST_MAX_AGE_DAYS (default 7), so that they follow new releases; --refresh (or
 # SDK_MATRIX_REFRESH=1) rebuilds the selected venvs now. The package itself is not installed
@@ -46,7 +47,7 @@ CONSTRAINTS=scripts/sdk-constraints.txt
 VENV_LAYOUT=2  # bump when the way venvs are built changes: every cached venv is rebuilt
 mkdir -p "$VENVS"
 # venvs of releases asked for by name (sdk==version) go when unused for MAX_AGE_DAYS
-find "$VENVS" -mindepth 2 -maxdepth 2 -path '*-pinned-*/.complete' -mtime +"$MAX_AGE_DAYS" \
+find "$VENVS" -mindepth 2 -maxdepth 2 -path '*-pinned-*/.used' -mtime +"$MAX_AGE_DAYS" \
   -printf '%h\n' 2>/dev/null | xargs -r rm -rf
 
 # sdk | provider module | companion SDKs (newest in range) the test modules import | tests | -k
@@ -136,17 +137,23 @@ venv_for() {  # name refreshable(0/1) requirement... -> prints the venv path, cr
       rm -f "$stamp"
     fi
     if [ ! -f "$stamp" ]; then
-      # old venvs of this cell (other keys) go: the cache holds one per cell
-      rm -rf "$VENVS/$name-"*
+      rm -rf "$venv"
+      # venvs of this cell with other requirements (another branch, an older pyproject.toml) go
+      # once unused for a day (not at once: another checkout's CI may be using one right now)
+      local old
+      for old in "$VENVS/$name-"*; do
+        [ -d "$old" ] || continue
+        [[ ${old#"$VENVS/$name-"} =~ ^[0-9a-f]{12}$ ]] || continue  # not another cell's
+        [ -z "$(find "$old/.used" -mmin -1440 2>/dev/null)" ] && rm -rf "$old"
+      done
       # (set -e does not apply inside a function whose status is tested: check each step)
       "$PYTHON" -m venv "$venv" >&2 || exit 1
       "$venv/bin/python" -m pip install --disable-pip-version-check --progress-bar off \
         "$@" >"$venv/.pip.log" 2>&1 || exit 1
       "$venv/bin/python" -m pip freeze --disable-pip-version-check >"$venv/.freeze" || exit 1
       touch "$stamp" || exit 1
-    elif [[ $name == *-pinned-* ]]; then
-      touch "$stamp"  # last used
     fi
+    touch "$venv/.used"
   ) 9>"$lock" || { echo "$venv"; return 1; }
   echo "$venv"
 }
