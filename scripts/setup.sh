@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Installs everything the demo and the tests need, idempotently:
 #   - Debian's prometheus and prometheus-alertmanager (promtool, amtool) when missing;
-#   - a virtualenv in .venv with the package (editable) and its test extras;
+#   - a virtualenv in .venv with the package (editable) and its test extras, the provider SDKs
+#     at the releases scripts/sdk-constraints.txt pins (the SDK matrix tests the newest ones);
 #   - the OpenTelemetry Collector distribution of collector/builder-config.yaml (cached
 #     outside the repo, see collector/build.sh), unless SETUP_COLLECTOR=0.
 # Prints nothing but progress; exits non-zero on any failure.
@@ -26,11 +27,12 @@ if [ ! -x "$VENV/bin/python" ]; then
   echo "setup: creating $VENV"
   "$PYTHON" -m venv "$VENV"
 fi
-stamp="$VENV/.installed-$(sha256sum pyproject.toml | cut -c1-16)"
+CONSTRAINTS=scripts/sdk-constraints.txt
+stamp="$VENV/.installed-$(cat pyproject.toml "$CONSTRAINTS" | sha256sum | cut -c1-16)"
 if [ ! -f "$stamp" ]; then
   echo "setup: installing Python packages into $VENV"
   "$VENV/bin/python" -m pip install -q --upgrade pip
-  "$VENV/bin/python" -m pip install -q -e ".[test]"
+  "$VENV/bin/python" -m pip install -q -e ".[test]" -c "$CONSTRAINTS"
   rm -f "$VENV"/.installed-*
   touch "$stamp"
 fi

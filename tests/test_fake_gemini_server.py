@@ -33,6 +33,8 @@ from otel_llm_cost.fakes.gemini_server import (
     legacy_grpc_transport,
 )
 
+from .sdk_compat import closing_client
+
 with warnings.catch_warnings():
     # The legacy SDK (and google.api_core) warn at import time that they are deprecated.
     warnings.simplefilter("ignore", FutureWarning)
@@ -91,13 +93,13 @@ def _vertex_client(server: FakeGeminiServer) -> genai.Client:
 
 @pytest.fixture
 def gemini(server: FakeGeminiServer) -> Iterator[genai.Client]:
-    with _gemini_client(server) as client:
+    with closing_client(_gemini_client(server)) as client:
         yield client
 
 
 @pytest.fixture
 def vertex(server: FakeGeminiServer) -> Iterator[genai.Client]:
-    with _vertex_client(server) as client:
+    with closing_client(_vertex_client(server)) as client:
         yield client
 
 

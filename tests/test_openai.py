@@ -19,6 +19,7 @@ from otel_llm_cost.fakes.openai_server import FakeOpenAIServer, Script
 
 from .conftest import Telemetry
 from .expected import close_to, openai_chat_wire_cost, openai_responses_wire_cost
+from .sdk_compat import http_library, openai_chat_helpers
 
 MESSAGES = [{"role": "user", "content": "How much does this cost?"}]
 
@@ -191,7 +192,8 @@ def test_deepseek_style_usage_without_asking(
 def test_chat_stream_helper(
     telemetry: Telemetry, server: FakeOpenAIServer, client: openai.OpenAI
 ) -> None:
-    with client.chat.completions.stream(model="gpt-4o-mini", messages=MESSAGES) as stream:
+    helpers = openai_chat_helpers(client)
+    with helpers.stream(model="gpt-4o-mini", messages=MESSAGES) as stream:
         kinds = [event.type for event in stream]
         final = stream.get_final_completion()
     assert "content.delta" in kinds
@@ -205,7 +207,7 @@ class Answer(BaseModel):
 
 def test_chat_parse(telemetry: Telemetry, server: FakeOpenAIServer, client: openai.OpenAI) -> None:
     server.enqueue(Script(text='{"answer": "42"}', prompt_tokens=50, completion_tokens=7))
-    result = client.chat.completions.parse(
+    result = openai_chat_helpers(client).parse(
         model="gpt-4o-mini", messages=MESSAGES, response_format=Answer
     )
     assert result.choices[0].message.parsed == Answer(answer="42")
@@ -222,7 +224,8 @@ async def test_async_chat_create_and_stream(
     async with stream:
         contents = [c.choices[0].delta.content async for c in stream if c.choices]
     assert contents
-    async with aclient.chat.completions.stream(model="gpt-4o-mini", messages=MESSAGES) as helper:
+    helpers = openai_chat_helpers(aclient)
+    async with helpers.stream(model="gpt-4o-mini", messages=MESSAGES) as helper:
         await helper.get_final_completion()
     assert len(server.exchanges) == 3
     expected = sum(openai_chat_wire_cost("gpt-4o-mini", e.usage) for e in server.exchanges)
@@ -532,13 +535,12 @@ def test_uninstrument_restores_methods() -> None:
 
 
 class _ToLoopback:
-    """An httpx2 transport that sends every request to the fake server on 127.0.0.1, whatever
-    host the client was configured with (so no traffic leaves the machine)."""
+    """A transport (of the SDK's HTTP library: httpx2 or httpx) that sends every request to the
+    fake server on 127.0.0.1, whatever host the client was configured with (so no traffic leaves
+    the machine)."""
 
     def __init__(self, port: int) -> None:
-        import httpx2
-
-        self._inner = httpx2.HTTPTransport()
+        self._inner = http_library("openai").HTTPTransport()
         self._port = port
 
     def handle_request(self, request: Any) -> Any:
@@ -563,12 +565,10 @@ class _ToLoopback:
 def test_openai_compatible_provider_is_attributed_and_priced(
     telemetry: Telemetry, server: FakeOpenAIServer, base_url: str, provider: str, model: str
 ) -> None:
-    import httpx2
-
     from .expected import genai_cost
 
     transport = _ToLoopback(server.port)
-    http_client = httpx2.Client(transport=transport)  # type: ignore[arg-type]
+    http_client = http_library("openai").Client(transport=transport)
     client = openai.OpenAI(base_url=base_url, api_key="k", http_client=http_client, max_retries=0)
     server.enqueue(Script(prompt_tokens=1000, completion_tokens=200))
     client.chat.completions.create(model=model, messages=MESSAGES)
@@ -607,7 +607,7 @@ async def test_async_parse_helpers(
     telemetry: Telemetry, server: FakeOpenAIServer, aclient: openai.AsyncOpenAI
 ) -> None:
     server.enqueue(Script(text='{"answer": "a"}'), Script(text='{"answer": "b"}'))
-    chat = await aclient.chat.completions.parse(
+    chat = await openai_chat_helpers(aclient).parse(
         model="gpt-4o-mini", messages=MESSAGES, response_format=Answer
     )
     resp = await aclient.responses.parse(model="gpt-4o-mini", input="hi", text_format=Answer)

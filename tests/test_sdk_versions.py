@@ -26,6 +26,7 @@ from __future__ import annotations
 import importlib
 import importlib.metadata
 import logging
+import re
 import sys
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -168,6 +169,39 @@ def test_pyproject_extra_matches_the_supported_range(sdk: Sdk) -> None:
     supported = Requirement(sdk.supported)
     assert extra.name == supported.name
     assert extra.specifier == supported.specifier, (str(extra), sdk.supported)
+
+
+def _readme_ranges() -> dict[str, str]:
+    """``{sdk: "openai >= 1.66, < 4"}`` from README.md's "Supported SDK versions" table."""
+    text = (ROOT / "README.md").read_text()
+    section = text.split("## Supported SDK versions", 1)[1].split("\n## ", 1)[0]
+    rows = re.findall(r"^\| `([\w-]+)` \| ([^|]+?) \|", section, re.M)
+    return {name: f"{name} {spec}" for name, spec in rows}
+
+
+@pytest.mark.parametrize("sdk", SDKS, ids=IDS)
+def test_readme_states_the_supported_range(sdk: Sdk) -> None:
+    assert _readme_ranges().get(sdk.distribution) == sdk.supported
+
+
+def _constraints() -> dict[str, str]:
+    """``{sdk: version}`` pinned for the main test suite in scripts/sdk-constraints.txt."""
+    pins = {}
+    for line in (ROOT / "scripts" / "sdk-constraints.txt").read_text().splitlines():
+        line = line.split("#", 1)[0].strip()
+        if line:
+            requirement = Requirement(line)
+            (spec,) = requirement.specifier
+            assert spec.operator == "==", line
+            pins[requirement.name] = spec.version
+    return pins
+
+
+@pytest.mark.parametrize("sdk", SDKS, ids=IDS)
+def test_constraints_pin_a_supported_release(sdk: Sdk) -> None:
+    pinned = _constraints().get(sdk.distribution)
+    assert pinned is not None, f"scripts/sdk-constraints.txt pins no {sdk.distribution}"
+    assert Version(pinned) in Requirement(sdk.supported).specifier, (pinned, sdk.supported)
 
 
 @pytest.mark.parametrize("sdk", SDKS, ids=IDS)
