@@ -269,6 +269,9 @@ class LLMCostInstrumentor(BaseInstrumentor):  # type: ignore[misc]
     def _patch(self, name: str, value: Any, module: Any) -> None:
         try:
             owner, attr = self._resolve(module, name)
+            if attr not in owner.__dict__:  # a release without it
+                _log.logger.debug("otel-llm-cost: %s.%s not found, not patched", module, name)
+                return
             self._patched.append((owner, attr, owner.__dict__[attr]))
             setattr(owner, attr, value)
         except Exception as exc:
@@ -281,6 +284,8 @@ class LLMCostInstrumentor(BaseInstrumentor):  # type: ignore[misc]
         except AttributeError:
             _log.logger.debug("otel-llm-cost: %s.%s not found, skipped", point.module, point.name)
             return
+        if any(owner is done and attr == name for done, name, _ in self._wrapped):
+            return  # the same class reached through another module (an SDK alias)
         where = f"{point.module}.{point.name}"
         if point.wrapper is not None:
             wrapper = _switched(point.wrapper, self._switch)

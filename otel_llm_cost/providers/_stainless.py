@@ -36,6 +36,8 @@ def fields(obj: Any) -> Fields:
     """
     if obj is None:
         return _NO_FIELDS
+    if type(obj) is dict:  # older SDK releases leave some nested objects untyped
+        return obj
     try:
         own = obj.__dict__
     except AttributeError:  # not a model: read its attributes

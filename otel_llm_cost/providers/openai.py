@@ -355,6 +355,10 @@ def _points(recorder: Recorder) -> Iterable[WrapPoint]:
         yield WrapPoint(
             "openai.resources.completions", f"{prefix}Completions.create", completions, is_async
         )
+        # Releases before 1.92 have the parse helper in beta only, posting by itself.
+        yield WrapPoint(
+            "openai.resources.beta.chat.completions", f"{prefix}Completions.parse", chat, is_async
+        )
 
 
 class OpenAIInstrumentor(LLMCostInstrumentor):
