@@ -6,7 +6,7 @@ Supported ranges (``_SUPPORTED`` of each provider module, what its instrumentor 
 SDK                       range                       instrumentor
 ========================  ==========================  =========================================
 openai                    >= 1.66, < 4                ``providers.openai.OpenAIInstrumentor``
-anthropic                 >= 0.40, < 3                ``providers.anthropic.AnthropicInstrumentor``
+anthropic                 >= 0.43, < 3                ``providers.anthropic.AnthropicInstrumentor``
 google-genai              >= 1.0, < 4                 ``providers.google_genai``
 google-generativeai       >= 0.8, < 0.9               ``providers.google_generativeai``
 ========================  ==========================  =========================================
@@ -61,7 +61,7 @@ SDKS = (
     Sdk("openai", "otel_llm_cost.providers.openai", "OpenAIInstrumentor",
         "openai >= 1.66, < 4", "1.65.5", "4.0.0", "openai"),
     Sdk("anthropic", "otel_llm_cost.providers.anthropic", "AnthropicInstrumentor",
-        "anthropic >= 0.40, < 3", "0.39.0", "3.0.0", "anthropic"),
+        "anthropic >= 0.43, < 3", "0.42.0", "3.0.0", "anthropic"),
     Sdk("google-genai", "otel_llm_cost.providers.google_genai", "GoogleGenAIInstrumentor",
         "google-genai >= 1.0, < 4", "0.8.0", "4.0.0", "google-genai"),
     Sdk("google-generativeai", "otel_llm_cost.providers.google_generativeai",

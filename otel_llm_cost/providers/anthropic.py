@@ -19,7 +19,7 @@ from ..usage import Usage, count
 from . import _stainless
 from ._stainless import field
 
-_SUPPORTED = "anthropic >= 0.40, < 3"
+_SUPPORTED = "anthropic >= 0.43, < 3"
 
 _MESSAGES = "anthropic.resources.messages"
 _BETA_MESSAGES = "anthropic.resources.beta.messages"
