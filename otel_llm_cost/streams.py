@@ -79,7 +79,6 @@ def _chunk_fault(exc: Exception) -> bool:
 def _follow(
     source: Iterator[Any],
     on_chunk: Callable[[Any], bool],
-    rec: CallRecord,
     finalizer: _Finalizer,
 ) -> Iterator[Any]:
     """The chunks of ``source``, each shown to ``on_chunk`` first (which may hide it).
@@ -87,6 +86,7 @@ def _follow(
     Ends the call when ``source`` ends or fails, and when the generator is closed (the caller
     stopped reading: not a failure).
     """
+    rec = finalizer.rec
     first = True
     try:
         for chunk in source:
@@ -111,11 +111,11 @@ def _follow(
 async def _afollow(
     source: AsyncIterator[Any],
     on_chunk: Callable[[Any], bool],
-    rec: CallRecord,
     finalizer: _Finalizer,
 ) -> AsyncIterator[Any]:
     """:func:`_follow` for asynchronous streams. A cancelled reader stopped reading; the
     stream did not fail."""
+    rec = finalizer.rec
     first = True
     try:
         async for chunk in source:
@@ -162,7 +162,6 @@ class _StreamProxyBase(wrapt.ObjectProxy):  # type: ignore[misc]
     def __init__(self, wrapped: Any, recorder: Recorder, rec: CallRecord, acc: Accumulator) -> None:
         super().__init__(wrapped)
         self._self_finalizer = _Finalizer(recorder, rec, acc)
-        self._self_rec = rec
         self._self_on_chunk = acc.on_chunk
         self._self_chunks: Any = None
         self._self_response: Any = None
@@ -190,10 +189,7 @@ class StreamProxy(_StreamProxyBase):
         chunks = self._self_chunks
         if chunks is None:
             chunks = self._self_chunks = _follow(
-                iter(self.__wrapped__),
-                self._self_on_chunk,
-                self._self_rec,
-                self._self_finalizer,
+                iter(self.__wrapped__), self._self_on_chunk, self._self_finalizer
             )
         return chunks  # type: ignore[no-any-return]
 
@@ -232,7 +228,6 @@ class AsyncStreamProxy(_StreamProxyBase):
             chunks = self._self_chunks = _afollow(
                 self.__wrapped__.__aiter__(),
                 self._self_on_chunk,
-                self._self_rec,
                 self._self_finalizer,
             )
         return chunks  # type: ignore[no-any-return]
