@@ -65,7 +65,7 @@ def config(args: argparse.Namespace) -> dict[str, Any]:
 
 def installed(mode: str) -> bool:
     module = _PEER_MODULES.get(mode)
-    if module is None:
+    if module is None or measure.python_for(mode) != sys.executable:
         return True
     try:
         return importlib.util.find_spec(module) is not None
@@ -152,7 +152,11 @@ def main(argv: list[str] | None = None) -> int:
     )
     print()
     for mode in modes[1:]:
+        found = wall["modes"][mode]["startup"]["startup"]["versions"]
         print(f"- {instrumentations.get(mode).label}: {instrumentations.get(mode).setup}")
+        print("    versions: " + ", ".join(f"{d} {v}" for d, v in found.items() if v))
+        if measure.python_for(mode) != sys.executable:
+            print(f"    interpreter: {measure.python_for(mode)}")
         print(f"    metrics it recorded: {', '.join(wall['metrics'][mode]) or 'none'}")
     print()
     small, large = cfg["sizes"][0], cfg["sizes"][-1]

@@ -4,9 +4,10 @@
 #   bash bench/peers.sh                 # build (once) the peers virtualenv, check, measure
 #   bash bench/peers.sh --quick         # arguments go to bench/peers.py
 #
-# Installs, in a virtualenv of its own outside the repository (cached, keyed on the Python
+# Installs, in virtualenvs of their own outside the repository (cached, keyed on the Python
 # version and the pins below):
 #   ${OTEL_LLM_COST_CACHE:-$HOME/.cache/otel-llm-cost}/bench-peers-<key>
+#   ${OTEL_LLM_COST_CACHE:-$HOME/.cache/otel-llm-cost}/bench-peers-openai-v2-<key> (see below)
 # openai 2.x and anthropic 0.x (the newest of each: the peers pin openai below 3), the
 # OpenTelemetry SDK, this package's runtime dependencies (the package itself is imported from
 # the work tree through PYTHONPATH, so one cache serves every checkout), and the peers:
@@ -27,16 +28,30 @@ PYTHON=${PYTHON:-python3}
 CACHE=${OTEL_LLM_COST_CACHE:-$HOME/.cache/otel-llm-cost}
 LAYOUT=1 # bump when the way the venv is built changes
 
-# Pinned, so that a figure can be reproduced; bump them together.
-PEERS=(
+# Pinned, so that a figure can be reproduced; bump them together. The OpenTelemetry SDK is the
+# same in both virtualenvs (the version OpenLIT's dependencies settle on).
+COMMON=(
   "openai==2.54.0"
+  "opentelemetry-api==1.45.1"
+  "opentelemetry-sdk==1.45.1"
+  "opentelemetry-instrumentation==0.66b1"
+)
+PEERS=(
+  "${COMMON[@]}"
   "anthropic==0.125.0"
-  "opentelemetry-sdk"
-  "opentelemetry-instrumentation-openai-v2==2.4b0"
   "opentelemetry-instrumentation-genai-openai==1.3b0"
   "opentelemetry-util-genai==1.3b0"
   "opentelemetry-instrumentation-openai==0.62.4"
   "openlit==1.45.0"
+)
+# opentelemetry-instrumentation-openai-v2 2.4b0 imports opentelemetry.util.genai.instruments,
+# which opentelemetry-util-genai removed in 1.2b0, while the genai-openai package needs >= 1.3b0:
+# the two cannot share a virtualenv, so openai-v2 gets its own, and peers.py runs its children
+# with that interpreter (BENCH_PYTHON_OPENAI_V2).
+OPENAI_V2=(
+  "${COMMON[@]}"
+  "opentelemetry-instrumentation-openai-v2==2.4b0"
+  "opentelemetry-util-genai==1.1b0"
 )
 
 # The package's runtime dependencies, from pyproject.toml.
@@ -56,18 +71,28 @@ print("\n".join(deps))
 PY
 )
 
-key=$({ echo "$LAYOUT"; "$PYTHON" -VV; printf '%s\n' "${PEERS[@]}" "${DEPS[@]}"; } | sha256sum | cut -c1-12)
-VENV="$CACHE/bench-peers-$key"
-if [ ! -f "$VENV/.complete" ]; then
-  echo "peers: building $VENV (once)" >&2
-  rm -rf "$VENV"
-  mkdir -p "$CACHE"
-  "$PYTHON" -m venv "$VENV"
-  "$VENV/bin/python" -m pip install -q --disable-pip-version-check "${PEERS[@]}" "${DEPS[@]}"
-  "$VENV/bin/python" -m pip freeze --disable-pip-version-check >"$VENV/.freeze"
-  touch "$VENV/.complete"
-fi
-echo "peers: using $VENV" >&2
+venv_for() { # name requirement... -> prints the venv path, building it when needed
+  local name=$1
+  shift
+  local key venv
+  key=$({ echo "$LAYOUT"; "$PYTHON" -VV; printf '%s\n' "$@"; } | sha256sum | cut -c1-12)
+  venv="$CACHE/$name-$key"
+  if [ ! -f "$venv/.complete" ]; then
+    echo "peers: building $venv (once)" >&2
+    rm -rf "$venv"
+    mkdir -p "$CACHE"
+    "$PYTHON" -m venv "$venv" >&2 || return 1
+    "$venv/bin/python" -m pip install -q --disable-pip-version-check "$@" >&2 || return 1
+    "$venv/bin/python" -m pip freeze --disable-pip-version-check >"$venv/.freeze" || return 1
+    touch "$venv/.complete"
+  fi
+  echo "$venv"
+}
+
+VENV=$(venv_for bench-peers "${PEERS[@]}" "${DEPS[@]}")
+V2_VENV=$(venv_for bench-peers-openai-v2 "${OPENAI_V2[@]}" "${DEPS[@]}")
+echo "peers: using $VENV and $V2_VENV" >&2
+export BENCH_PYTHON_OPENAI_V2="$V2_VENV/bin/python"
 
 export PYTHONPATH="$PWD${PYTHONPATH:+:$PYTHONPATH}"
 echo "peers: otel-llm-cost with openai $("$VENV/bin/python" -c 'import openai; print(openai.__version__)')" \

@@ -201,7 +201,22 @@ def setup(mode: Mode) -> tuple[Telemetry, dict[str, Any]]:
         info["import_ms"] = (imported - start) / 1e6
         info["instrument_ms"] = (done - imported) / 1e6
         info["modules_imported"] = dict(sorted(added.items(), key=lambda kv: -kv[1]))
+    info["versions"] = installed_versions(
+        ["openai", "opentelemetry-sdk", "opentelemetry-instrumentation", *mode.distributions]
+    )
     return telemetry, info
+
+
+def installed_versions(distributions: list[str]) -> dict[str, str | None]:
+    from importlib import metadata
+
+    out: dict[str, str | None] = {}
+    for dist in distributions:
+        try:
+            out[dist] = metadata.version(dist)
+        except metadata.PackageNotFoundError:
+            out[dist] = None
+    return out
 
 
 def reply(payload: dict[str, Any]) -> None:

@@ -119,12 +119,14 @@ PEERS = (
         "openai_v2",
         "opentelemetry-instrumentation-openai-v2",
         _openai_v2,
-        scopes=frozenset({"opentelemetry.instrumentation.openai_v2"}),
-        env={"OTEL_INSTRUMENTATION_GENAI_CAPTURE_MESSAGE_CONTENT": "false"},
+        # its spans come from opentelemetry-util-genai's handler
+        scopes=frozenset({"opentelemetry.util.genai.handler"}),
         distributions=("opentelemetry-instrumentation-openai-v2", "opentelemetry-util-genai"),
         setup="opentelemetry.instrumentation.openai_v2.OpenAIInstrumentor().instrument(); "
-        "OTEL_INSTRUMENTATION_GENAI_CAPTURE_MESSAGE_CONTENT=false (its default); default "
-        "semantic conventions (OTEL_SEMCONV_STABILITY_OPT_IN unset)",
+        "OTEL_INSTRUMENTATION_GENAI_CAPTURE_MESSAGE_CONTENT left unset (no content is its "
+        "default; its own code reads the variable as true/false, opentelemetry-util-genai as "
+        "NO_CONTENT/SPAN_ONLY/..., so any explicit value makes one of them warn); "
+        "OTEL_SEMCONV_STABILITY_OPT_IN unset (its default semantic conventions)",
     ),
     Mode(
         "genai_openai",
@@ -150,7 +152,7 @@ PEERS = (
         "openlit",
         "OpenLIT",
         _openlit,
-        scopes=frozenset({"openlit.otel.tracing"}),
+        scopes=frozenset({"openlit.instrumentation.openai"}),
         env={"OTEL_LOGS_EXPORTER": "none"},
         distributions=("openlit",),
         setup="openlit.init(capture_message_content=False, disable_events=True, "

@@ -35,13 +35,20 @@ def child_env(mode: str) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith(("OTEL_", "TRACELOOP_"))}
     env["PYTHONHASHSEED"] = "0"
     env.pop("PYTHONDEVMODE", None)
+    env = {k: v for k, v in env.items() if not k.startswith("BENCH_PYTHON_")}
     env.update(instrumentations.get(mode).env)
     return env
 
 
+def python_for(mode: str) -> str:
+    """The interpreter of a mode's children: this one, unless ``BENCH_PYTHON_<MODE>`` names
+    another (a peer that cannot share this virtualenv; same Python, same pins otherwise)."""
+    return os.environ.get(f"BENCH_PYTHON_{mode.upper()}") or sys.executable
+
+
 def run_child(script: Path, cfg: dict[str, Any], prefix: tuple[str, ...] = ()) -> dict[str, Any]:
     """Run one child to completion; its last RESULT line."""
-    cmd = [*prefix, sys.executable, str(script), "--child", json.dumps(cfg)]
+    cmd = [*prefix, python_for(cfg["mode"]), str(script), "--child", json.dumps(cfg)]
     proc = subprocess.run(cmd, capture_output=True, text=True, env=child_env(cfg["mode"]), cwd=ROOT)
     what = f"{cfg['task']}/{cfg['provider']}/{cfg['mode']}"
     if proc.returncode != 0:
@@ -61,7 +68,7 @@ class Child:
         self.mode = mode
         self.stderr = tempfile.TemporaryFile(mode="w+")  # noqa: SIM115 - closed in close()
         self.proc = subprocess.Popen(
-            [sys.executable, str(script), "--child", json.dumps({**cfg, "mode": mode})],
+            [python_for(mode), str(script), "--child", json.dumps({**cfg, "mode": mode})],
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
             stderr=self.stderr,
@@ -220,6 +227,7 @@ def _startup(rounds_data: list[dict[str, Any]], mode: str, cfg: dict[str, Any]) 
         return med([run[b] - run[a] for run in which])
 
     startup = {
+        "versions": runs[0].get("versions", {}),
         "import_ms": median_of("import_ms"),
         "instrument_ms": median_of("instrument_ms"),
         "modules_imported": runs[0]["modules_imported"],
