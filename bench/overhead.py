@@ -40,13 +40,13 @@ MODES = ["base", "ours"]
 def config(args: argparse.Namespace) -> dict[str, Any]:
     if args.quick:
         cfg: dict[str, Any] = {
-            "sizes": [1, 10, 50],
+            "sizes": [1, 5, 20],
             "rounds": 1,
             "blocks": 3,
             "block_ms": 4.0,
             "warmup_calls": 20,
             "warmup_s": 0.05,
-            "memory_calls": 50,
+            "memory_calls": 20,
             "k": 3,
             "k_big": 2,
             "warmup": 3,
@@ -106,6 +106,29 @@ def print_provider(name: str, res: dict[str, Any], cfg: dict[str, Any]) -> None:
         report.print_profile(res["profile"])
 
 
+def print_report(env: dict[str, Any], results: dict[str, Any]) -> None:
+    print(
+        f"otel_llm_cost overhead: Python {env['python']}, "
+        + ", ".join(f"{d} {v}" for d, v in env["packages"].items())
+        + f"; otel_llm_cost at {env['package_tree'] or '?'}; nproc {env['nproc']} "
+        f"({env.get('cpu', '?')}); load average {env['loadavg_start']} -> {env['loadavg_end']}"
+    )
+    for name, res in results.items():
+        print_provider(name, res, res["config"])
+    print()
+    print("=" * 100)
+    print(
+        "Summary: what otel_llm_cost adds to one uninstrumented SDK call (wall: paired medians;\n"
+        "Ir: callgrind instructions; per chunk = ((instr_N-base_N) - (instr_1-base_1)) / (N-1))"
+    )
+    print()
+    print(report.provider_summary(results))
+    print()
+    print("The uninstrumented SDK's own cost (what the percentages are of):")
+    print()
+    print(report.baseline_summary(results))
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=(__doc__ or "").split("\n\n")[0])
     parser.add_argument(
@@ -119,10 +142,16 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--profile", action="store_true", help="also cProfile the call path")
     parser.add_argument("--rounds", type=int, help="paired rounds (default 6, quick 1)")
     parser.add_argument("--json", metavar="FILE", help="save all results as JSON")
+    parser.add_argument("--report", metavar="FILE", help="print the report of a --json file")
     parser.add_argument("--child", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.child:
         child_main(json.loads(args.child))
+        return 0
+    if args.report:
+        saved = json.loads(Path(args.report).read_text())
+        print_report(saved["environment"], saved["providers"])
+        print(f"\n(took {saved['seconds']:.0f} s)")
         return 0
 
     base_cfg = config(args)
@@ -149,26 +178,8 @@ def main(argv: list[str] | None = None) -> int:
         results[name] = res
     seconds = time.monotonic() - started
 
-    print(
-        f"otel_llm_cost overhead: Python {env['python']}, "
-        + ", ".join(f"{d} {v}" for d, v in env["packages"].items())
-        + f"; otel_llm_cost at {env['package_tree'] or '?'}; nproc {env['nproc']} "
-        f"({env.get('cpu', '?')}); load average {env['loadavg_start']} -> {measure.loadavg()}"
-    )
-    for name, res in results.items():
-        print_provider(name, res, res["config"])
-    print()
-    print("=" * 100)
-    print(
-        "Summary: what otel_llm_cost adds to one uninstrumented SDK call (wall: paired medians;\n"
-        "Ir: callgrind instructions; per chunk = ((instr_N-base_N) - (instr_1-base_1)) / (N-1))"
-    )
-    print()
-    print(report.provider_summary(results))
-    print()
-    print("The uninstrumented SDK's own cost (what the percentages are of):")
-    print()
-    print(report.baseline_summary(results))
+    env["loadavg_end"] = measure.loadavg()
+    print_report(env, results)
     print(f"\n(took {seconds:.0f} s)")
     if args.json:
         out = {"environment": env, "providers": results, "seconds": seconds}

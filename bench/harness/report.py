@@ -95,7 +95,7 @@ def print_instructions(cg: dict[str, Any], mode: str, cfg: dict[str, Any]) -> No
     data = cg["modes"][mode]
     print(
         "Instructions per call (callgrind Ir): (Ir of 2K calls - Ir of K calls) / K after a "
-        f"warm-up; K={cfg['k']} (K={cfg['k_big']} for streams of N>100)"
+        f"warm-up; K={cfg['k']} (K={cfg['k_big']} for streams of N>=100)"
     )
     rows = []
     for sc in callgrind_scenarios(provider, cfg):

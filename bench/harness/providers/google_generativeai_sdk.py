@@ -92,9 +92,9 @@ class LegacyGeminiBench(Provider):
     def stream_sizes(self, kind: str, sizes: tuple[int, ...]) -> tuple[int, ...]:
         # The REST stream is read one character at a time: ~3 ms per chunk here, 3 s for a
         # 1000-chunk call (minutes under callgrind). Sync streams stop at 100 chunks.
-        if kind == "sync":
-            capped = tuple(n for n in sizes if n <= SYNC_STREAM_MAX)
-            return capped if len(capped) >= 2 else sizes
+        if kind == "sync" and max(sizes) > SYNC_STREAM_MAX:
+            capped = tuple(n for n in sizes if n < SYNC_STREAM_MAX)
+            return (*capped, SYNC_STREAM_MAX)
         return sizes
 
     def make_call(self, scenario: Scenario) -> Callable[[], Any]:
