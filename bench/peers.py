@@ -80,7 +80,7 @@ def peers_table(wall: dict[str, Any], cg: dict[str, Any] | None, modes: list[str
         "per streamed chunk (instructions)",
         "non-streamed call (wall clock)",
         "per streamed chunk (wall clock)",
-        "instrument() (start-up)",
+        "import + instrument() (start-up)",
         "RSS added",
     ]
     rows = []
