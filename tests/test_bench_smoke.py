@@ -1,8 +1,12 @@
-"""Smoke test of the overhead benchmark: ``bench/overhead.py --quick`` runs and reports.
+"""Smoke test of the overhead benchmark: ``bench/overhead.py --quick`` runs and reports, for every
+provider SDK.
 
 No timing is asserted (CI machines are noisy); this only keeps the script working: the fake
-transport, the instrumented and baseline child processes and the checks they make (the
-instrumented child fails if no span, cost or metric is recorded), the report and the JSON file.
+transports of each SDK, the instrumented and baseline child processes and the checks they make
+(the instrumented child fails if no span, cost or metric is recorded, the baseline if anything
+is; both if the caller sees other chunks than expected or anything tries the network), the
+report and the JSON file. The peers comparison (bench/peers.sh) installs packages and is not
+run here.
 """
 
 from __future__ import annotations
@@ -15,6 +19,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 SCRIPT = ROOT / "bench" / "overhead.py"
 
+PROVIDERS = ("openai", "anthropic", "google-genai", "google-generativeai")
 ROWS = (
     "sync call",
     "async call",
@@ -22,8 +27,8 @@ ROWS = (
     "async stream N=1",
     "sync chunk",
     "async chunk",
-    "otel_llm_cost.instrument()",
-    "first call, instrumented",
+    "instrument()",
+    "first call (the first scenario, sync call), instrumented",
     "memory added",
 )
 
@@ -38,9 +43,30 @@ def test_overhead_quick(tmp_path: Path) -> None:
         timeout=300,
     )
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
-    for row in ROWS:
-        assert row in proc.stdout, f"{row!r} missing from the report:\n{proc.stdout}"
+    sections = proc.stdout.split("=" * 100)
+    for name in PROVIDERS:
+        section = next((s for s in sections if s.lstrip().startswith(f"{name}:")), None)
+        assert section is not None, f"no section for {name}:\n{proc.stdout}"
+        for row in ROWS:
+            assert row in section, f"{name}: {row!r} missing from the report:\n{section}"
+    summary = sections[-1]
+    for name in PROVIDERS:
+        assert f"| {name} |" in summary, f"{name} missing from the summary:\n{summary}"
     result = json.loads(out.read_text())
-    rows = result["wall_clock"]["rows"]
-    assert {"sync_call", "async_call"} <= set(rows)
-    assert set(result["wall_clock"]["per_chunk"]) == {"sync", "async"}
+    assert list(result["providers"]) == list(PROVIDERS)
+    for name in PROVIDERS:
+        wall = result["providers"][name]["wall_clock"]["modes"]["ours"]
+        assert {"sync_call", "async_call"} <= set(wall["rows"])
+        assert set(wall["per_chunk"]) == {"sync", "async"}
+
+
+def test_overhead_rejects_unknown_provider() -> None:
+    proc = subprocess.run(
+        [sys.executable, str(SCRIPT), "--quick", "--providers", "openai,nope"],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        timeout=60,
+    )
+    assert proc.returncode == 2
+    assert "unknown provider(s) nope" in proc.stderr
