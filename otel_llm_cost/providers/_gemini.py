@@ -58,8 +58,16 @@ def _chunk_text(response: Any) -> str:
     return "".join(texts)
 
 
-def _reason_name(reason: Any) -> str:
+def _reason_name(reason: Any, candidate: Any = None) -> str:
+    """``stop`` from an enum member (proto-plus, google-genai) or from the number a raw
+    protobuf candidate holds (its descriptor names it)."""
     name = getattr(reason, "name", None)
+    if not isinstance(name, str) and isinstance(reason, int):
+        try:
+            enum = candidate.DESCRIPTOR.fields_by_name["finish_reason"].enum_type
+            name = enum.values_by_number[reason].name
+        except (AttributeError, KeyError):
+            name = None
     return (name if isinstance(name, str) else str(reason)).lower()
 
 
@@ -67,7 +75,7 @@ def _finish_reason(response: Any) -> str | None:
     for candidate in getattr(response, "candidates", None) or ():
         reason = getattr(candidate, "finish_reason", None)
         if reason:
-            return _reason_name(reason)
+            return _reason_name(reason, candidate)
     return None
 
 
@@ -90,13 +98,23 @@ def read_gemini_response(rec: CallRecord, response: Any) -> int:
 class GeminiAccumulator:
     """Follows a Gemini stream: usage is a running total, the last chunk with counts wins."""
 
-    __slots__ = ("chars", "finish_reason", "meta", "model", "response_id", "seen", "texts")
+    __slots__ = (
+        "chars",
+        "finish_reason",
+        "meta",
+        "model",
+        "reason_candidate",
+        "response_id",
+        "seen",
+        "texts",
+    )
 
     def __init__(self) -> None:
         self.meta: Any = None
         self.model: str | None = None
         self.response_id: str | None = None
         self.finish_reason: Any = None
+        self.reason_candidate: Any = None
         self.chars = 0
         self.seen = False
         self.texts: list[str] | None = None  # only when content capture is on
@@ -118,6 +136,7 @@ class GeminiAccumulator:
             reason = getattr(candidate, "finish_reason", None)
             if reason:
                 self.finish_reason = reason
+                self.reason_candidate = candidate
         if self.model is None:
             self.model = getattr(chunk, "model_version", None)
             self.response_id = getattr(chunk, "response_id", None)
@@ -129,7 +148,7 @@ class GeminiAccumulator:
         rec.response_model = model_id(self.model)
         rec.response_id = self.response_id or None
         if self.finish_reason:
-            rec.finish_reasons = [_reason_name(self.finish_reason)]
+            rec.finish_reasons = [_reason_name(self.finish_reason, self.reason_candidate)]
         if self.meta is not None:
             rec.usage = gemini_usage(self.meta)
         elif not self.seen:

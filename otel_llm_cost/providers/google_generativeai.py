@@ -38,9 +38,32 @@ def _target(instance: Any) -> tuple[str | None, int | None]:
         return None, None
     try:
         parts = urlsplit(host if "://" in host else "//" + host)
-        return parts.hostname, parts.port or 443  # hostname: never user:password@
+        port = parts.port or (80 if parts.scheme == "http" else 443)
+        return parts.hostname, port  # hostname: never user:password@
     except ValueError:
         return None, None
+
+
+def _raw(message: Any) -> Any:
+    """The protobuf behind a proto-plus message: reading it is plain attribute access, while
+    each attribute read of the proto-plus wrapper goes through its marshal (some 200k
+    instructions a streamed chunk). Anything else is returned as it is."""
+    pb = getattr(type(message), "pb", None)
+    if pb is None:
+        return message
+    try:
+        return pb(message)
+    except Exception:
+        return message
+
+
+class LegacyGeminiAccumulator(GeminiAccumulator):
+    """Reads each chunk's protobuf."""
+
+    __slots__ = ()
+
+    def on_chunk(self, chunk: Any) -> bool:
+        return GeminiAccumulator.on_chunk(self, _raw(chunk))
 
 
 def _contents_chars(request: Any) -> int:
@@ -80,14 +103,14 @@ class LegacyGenerateSpec(CallSpec):
             return estimate.tokens_for_chars(_contents_chars(state))
 
         if self.streaming:
-            acc = GeminiAccumulator()
+            acc = LegacyGeminiAccumulator()
             if rec.capture:
                 acc.texts = []
             rec.estimator = lambda: Usage(
                 input=input_estimate(), output=estimate.tokens_for_chars(acc.chars)
             )
             return wrap_stream(result, recorder, rec, acc, rec.asynchronous)
-        chars = read_gemini_response(rec, result)
+        chars = read_gemini_response(rec, _raw(result))
         if rec.usage is None:
             rec.estimator = lambda: Usage(
                 input=input_estimate(), output=estimate.tokens_for_chars(chars)
