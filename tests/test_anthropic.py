@@ -265,6 +265,30 @@ def test_early_break_and_gc_finalize_once(
     assert telemetry.tokens()["input"] >= 40
 
 
+def test_long_stream_cut_before_usage_estimates_output_from_its_text(
+    telemetry: Telemetry, server: FakeAnthropicServer, client: anthropic.Anthropic
+) -> None:
+    # 200 deltas of 4 characters, cut after the last one, before message_delta's usage: more
+    # deltas than the accumulator keeps to measure, so the rest count at the kept average.
+    text = "abcd" * 200
+    server.enqueue(AnthropicScript(text=text, chunks=200, cut_after=3 + 200))
+    seen = 0
+    with pytest.raises((anthropic.APIConnectionError, httpx_cut_error())):
+        for event in client.messages.create(**KW, stream=True):
+            seen += event.type == "content_block_delta"
+    assert seen == 200
+    (request,) = telemetry.requests()
+    assert request.attributes["llm.usage.source"] == "estimated"
+    assert telemetry.tokens()["output"] == len(text) // 4
+
+
+def httpx_cut_error() -> type[BaseException]:
+    """What older anthropic releases let through for a cut stream body (httpx or httpx2)."""
+    from .sdk_compat import http_library
+
+    return http_library("anthropic").RemoteProtocolError  # type: ignore[no-any-return]
+
+
 def test_error_event_mid_stream_is_a_failure_with_tokens(
     telemetry: Telemetry, server: FakeAnthropicServer, client: anthropic.Anthropic
 ) -> None:
