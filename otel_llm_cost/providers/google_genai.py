@@ -24,16 +24,25 @@ _SUPPORTED = "google-genai >= 1.0, < 4"
 _MODULE = "google.genai.models"
 
 
+_targets: dict[tuple[str, object], tuple[str, str | None, int | None]] = {}
+
+
 def _target(instance: Any) -> tuple[str, str | None, int | None]:
     client = getattr(instance, "_api_client", None)
     provider = "gcp.vertex_ai" if getattr(client, "vertexai", False) else "gcp.gemini"
     options = getattr(client, "_http_options", None)
     base_url = getattr(options, "base_url", None)
-    if not isinstance(base_url, str):
-        return provider, None, None
-    parts = urlsplit(base_url)
-    port = parts.port or (443 if parts.scheme == "https" else 80)
-    return provider, parts.hostname, port
+    found = _targets.get((provider, base_url))
+    if found is None:
+        if isinstance(base_url, str):
+            parts = urlsplit(base_url)
+            port = parts.port or (443 if parts.scheme == "https" else 80)
+            found = (provider, parts.hostname, port)
+        else:
+            found = (provider, None, None)
+        if len(_targets) < 1024:  # endpoints are few; never grow without bound
+            _targets[(provider, base_url)] = found
+    return found
 
 
 def _estimate_input(kwargs: dict[str, Any]) -> int:

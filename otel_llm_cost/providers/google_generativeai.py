@@ -36,12 +36,20 @@ def _target(instance: Any) -> tuple[str | None, int | None]:
     host = getattr(transport, "_host", None)
     if not isinstance(host, str):
         return None, None
-    try:
-        parts = urlsplit(host if "://" in host else "//" + host)
-        port = parts.port or (80 if parts.scheme == "http" else 443)
-        return parts.hostname, port  # hostname: never user:password@
-    except ValueError:
-        return None, None
+    found = _targets.get(host)
+    if found is None:
+        try:
+            parts = urlsplit(host if "://" in host else "//" + host)
+            # hostname: never user:password@
+            found = (parts.hostname, parts.port or (80 if parts.scheme == "http" else 443))
+        except ValueError:
+            found = (None, None)
+        if len(_targets) < 1024:  # endpoints are few; never grow without bound
+            _targets[host] = found
+    return found
+
+
+_targets: dict[str, tuple[str | None, int | None]] = {}
 
 
 def _raw(message: Any) -> Any:
@@ -83,7 +91,7 @@ class LegacyGenerateSpec(CallSpec):
     def begin(
         self, recorder: Recorder, instance: Any, args: tuple[Any, ...], kwargs: dict[str, Any]
     ) -> tuple[CallRecord, dict[str, Any], Any]:
-        request = _request(args, kwargs)
+        request = _raw(_request(args, kwargs))
         model = getattr(request, "model", None) or kwargs.get("model")
         address, port = _target(instance)
         rec = recorder.start(
