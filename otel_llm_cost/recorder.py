@@ -300,20 +300,17 @@ class Recorder:
             return series
 
     def _observe_cost(self, options: CallbackOptions) -> list[Observation]:
-        with self._lock:
-            return [
-                Observation(value, attributes)
-                for series in self._series.values()
-                for value, attributes in zip(series.costs, series.token_types, strict=True)
-                if value > 0
-            ]
+        return self._observe_by_token_type("costs")
 
     def _observe_tokens(self, options: CallbackOptions) -> list[Observation]:
+        return self._observe_by_token_type("tokens")
+
+    def _observe_by_token_type(self, sums: str) -> list[Observation]:
         with self._lock:
             return [
                 Observation(value, attributes)
                 for series in self._series.values()
-                for value, attributes in zip(series.tokens, series.token_types, strict=True)
+                for value, attributes in zip(getattr(series, sums), series.token_types, strict=True)
                 if value > 0
             ]
 

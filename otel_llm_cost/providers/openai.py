@@ -107,6 +107,9 @@ class _Spec(_stainless.StainlessSpec):
 class ChatAccumulator:
     """Follows a chat-completions stream: usage, model, id, finish reasons, text length."""
 
+    #: The text of a choice is in ``choice.delta.content`` (chat), else ``choice.text``.
+    deltas = True
+
     __slots__ = ("chars", "finish_reasons", "hide_usage_chunk", "id", "model", "texts", "usage")
 
     def __init__(self, hide_usage_chunk: bool) -> None:
@@ -125,8 +128,11 @@ class ChatAccumulator:
         choices = chunk.choices
         if choices:
             for choice in choices:
-                delta = choice.delta
-                text = delta.content if delta is not None else None
+                if self.deltas:
+                    delta = choice.delta
+                    text = delta.content if delta is not None else None
+                else:
+                    text = choice.text
                 if text:
                     self.chars += len(text)
                     if self.texts is not None:
@@ -212,25 +218,7 @@ class CompletionAccumulator(ChatAccumulator):
     """Follows a legacy completions stream: the text is ``choice.text``, not a delta."""
 
     __slots__ = ()
-
-    def on_chunk(self, chunk: Any) -> bool:
-        if self.model is None:
-            self.model = chunk.model
-            self.id = chunk.id
-        choices = chunk.choices
-        for choice in choices or ():
-            text = choice.text
-            if text:
-                self.chars += len(text)
-                if self.texts is not None:
-                    self.texts.append(text)
-            if choice.finish_reason:
-                self.finish_reasons.append(choice.finish_reason)
-        usage = chunk.usage
-        if usage is not None:
-            self.usage = usage
-            return self.hide_usage_chunk and not choices
-        return False
+    deltas = False
 
 
 class CompletionsSpec(ChatSpec):
