@@ -255,14 +255,21 @@ class PrometheusAPI:
         self.url = url.rstrip("/")
         self.timeout = timeout
 
-    def _call(self, path: str, params: Sequence[tuple[str, str]], what: str) -> Any:
-        body = urllib.parse.urlencode(params).encode()
-        request = urllib.request.Request(
-            f"{self.url}/api/v1/{path}",
-            data=body,
-            headers={"Content-Type": "application/x-www-form-urlencoded"},
-            method="POST",
-        )
+    def _call(
+        self, path: str, params: Sequence[tuple[str, str]], what: str, *, post: bool = False
+    ) -> Any:
+        """GET (or POST, form-encoded: no URL length limit, for queries) ``/api/v1/<path>``."""
+        encoded = urllib.parse.urlencode(params)
+        if post:
+            request = urllib.request.Request(
+                f"{self.url}/api/v1/{path}",
+                data=encoded.encode(),
+                headers={"Content-Type": "application/x-www-form-urlencoded"},
+                method="POST",
+            )
+        else:
+            query = f"?{encoded}" if encoded else ""
+            request = urllib.request.Request(f"{self.url}/api/v1/{path}{query}")
         try:
             with urllib.request.urlopen(request, timeout=self.timeout) as response:
                 raw = response.read()
@@ -305,7 +312,9 @@ class PrometheusAPI:
 
     def query(self, expr: str, at: float) -> list[tuple[dict[str, str], float]]:
         """An instant query at ``at``: ``[(labels, value)]`` (a scalar has no labels)."""
-        data = self._call("query", [("query", expr), ("time", f"{at:.3f}")], f"query {expr}")
+        data = self._call(
+            "query", [("query", expr), ("time", f"{at:.3f}")], f"query {expr}", post=True
+        )
         if not isinstance(data, dict):
             raise ReportError(f"unexpected answer to the query {expr}: {data!r}")
         kind, result = data.get("resultType"), data.get("result")

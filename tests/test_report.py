@@ -316,6 +316,9 @@ class FakePrometheus:
                     pass
 
             def do_POST(self) -> None:
+                if self.path not in ("/api/v1/query", "/api/v1/labels"):  # as Prometheus
+                    self.send_error(405)
+                    return
                 length = int(self.headers.get("Content-Length") or 0)
                 form = urllib.parse.parse_qs(self.rfile.read(length).decode())
                 self._reply({k: v[-1] for k, v in form.items()})
