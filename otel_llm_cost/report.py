@@ -661,6 +661,7 @@ def build_report(
         "prometheus": api.url,
         "time": _iso(now, timezone.utc).replace("+00:00", "Z"),
         "tz": tz_name,
+        "local_time": _iso(now, tz),
         "status": status,
         "calendar": calendar_rows,
         "month_end": month_end_row,
@@ -827,7 +828,11 @@ def _short(iso: str) -> str:
 def render_text(report: Mapping[str, Any]) -> str:
     """The report for a terminal."""
     tz = report["tz"]
-    out = [f"LLM spend at {report['time']} ({tz} below), from {report['prometheus']}", ""]
+    out = [
+        f"LLM spend at {_short(report['local_time'])} {tz} ({report['time']}), "
+        f"from {report['prometheus']}",
+        "",
+    ]
 
     out.append(f"Calendar ({tz})")
     rows = [

@@ -480,6 +480,7 @@ def test_report_numbers(fake: FakePrometheus) -> None:
     assert len(windows) == 9  # 7 windows of cost + tokens and requests of the range
     assert report["time"] == "2026-03-29T12:30:00Z"
     assert report["tz"] == "Europe/Berlin"
+    assert report["local_time"] == "2026-03-29T14:30:00+02:00"
 
     calendar = {r["period"]: r for r in report["calendar"]}
     assert calendar["today"]["start"] == "2026-03-29T00:00:00+01:00"
@@ -573,7 +574,7 @@ def test_report_numbers(fake: FakePrometheus) -> None:
 
 
 EXPECTED_TEXT = """\
-LLM spend at 2026-03-29T12:30:00Z (Europe/Berlin below), from <URL>
+LLM spend at 2026-03-29 14:30 Europe/Berlin (2026-03-29T12:30:00Z), from <URL>
 
 Calendar (Europe/Berlin)
   period                since                spent  budget     used  status
@@ -803,6 +804,7 @@ def test_render_text_of_an_empty_range() -> None:
         "prometheus": "http://127.0.0.1:9090",
         "time": "2026-03-29T12:30:00Z",
         "tz": "UTC",
+        "local_time": "2026-03-29T12:30:00+00:00",
         "status": "ok",
         "calendar": [{"period": "today", "start": "2026-03-29T00:00:00+00:00", "spent_usd": 0.0,
                       "budget_usd": None, "ratio": None, "status": None}],
