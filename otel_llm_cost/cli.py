@@ -1,9 +1,10 @@
-"""The ``otel-llm-cost`` command: ``prices``, ``demo``, ``budgets``."""
+"""The ``otel-llm-cost`` command: ``prices``, ``demo``, ``budgets``, ``report``."""
 
 from __future__ import annotations
 
 import argparse
 import sys
+import time
 from collections.abc import Sequence
 
 
@@ -145,6 +146,81 @@ def _usd(text: str) -> float:
         raise argparse.ArgumentTypeError(f"not a number of USD: {text!r}") from None
 
 
+#: ``otel-llm-cost report`` exit codes.
+EXIT_OK, EXIT_ERROR, EXIT_USAGE, EXIT_EXCEEDED = 0, 1, 2, 3
+
+
+def _cmd_report(args: argparse.Namespace) -> int:
+    from datetime import timezone, tzinfo
+
+    from .report import (
+        PrometheusAPI,
+        ReportError,
+        build_report,
+        parse_range,
+        render_json,
+        render_text,
+    )
+
+    def usage(message: str) -> int:
+        print(f"otel-llm-cost report: {message}", file=sys.stderr)
+        return EXIT_USAGE
+
+    tz: tzinfo
+    if args.tz.upper() == "UTC":  # needs no time zone database
+        tz, tz_name = timezone.utc, "UTC"
+    else:
+        import zoneinfo
+
+        try:
+            tz, tz_name = zoneinfo.ZoneInfo(args.tz), args.tz
+        except (zoneinfo.ZoneInfoNotFoundError, ValueError):
+            return usage(
+                f"--tz: unknown time zone {args.tz!r} (an IANA name such as Europe/Paris, "
+                "America/New_York, UTC)"
+            )
+    if args.top < 1:
+        return usage(f"--top: must be at least 1, got {args.top}")
+    if not args.timeout > 0:
+        return usage(f"--timeout: must be a positive number of seconds, got {args.timeout:g}")
+    now = time.time()
+    try:
+        parse_range(args.range, now, tz)
+        api = PrometheusAPI(args.prometheus, timeout=args.timeout)
+    except ValueError as err:
+        return usage(str(err))
+    try:
+        report = build_report(api, now, tz, args.range, args.top, tz_name)
+    except ReportError as err:
+        print(f"otel-llm-cost report: {err}", file=sys.stderr)
+        return EXIT_ERROR
+    sys.stdout.write(render_json(report) if args.json else render_text(report))
+    return EXIT_EXCEEDED if report["status"] == "exceeded" else EXIT_OK
+
+
+def _seconds(text: str) -> float:
+    try:
+        return float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number of seconds: {text!r}") from None
+
+
+REPORT_HELP = """\
+The cockpit's headline numbers from Prometheus: spend today, this week and this month
+(calendar, in --tz) and the month-end projection; the rolling windows of the budget alerts
+(last 24 h / 7 d / 30 d) against every llm_budget_USD budget (a scoped one against its slice),
+with the alerts' thresholds (warning from 80 %, exceeded above 100 %) and the
+LLMMonthlyBudgetProjectedOverrun projection; top models and agents by cost, requests, tokens by
+type and the shares of unpriced and estimated requests over --range.
+
+Spend is what each counter gained inside a window (a series first seen inside it counts in
+full), so figures can differ slightly from the alerts' increase().
+
+exit status: 0 ok; 1 error (Prometheus unreachable, a query refused, no llm_* series yet);
+2 usage; 3 a budget is exceeded (calendar or rolling), e.g. for cron.
+"""
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="otel-llm-cost", description="What every LLM call costs, as OpenTelemetry telemetry."
@@ -220,6 +296,48 @@ def build_parser() -> argparse.ArgumentParser:
         help="write there (e.g. alerts/budgets.yml); default stdout",
     )
     budgets.set_defaults(func=_cmd_budgets)
+
+    from .report import DEFAULT_URL
+
+    report = sub.add_parser(
+        "report",
+        help="spend, budgets, projection and top models/agents, read from Prometheus",
+        description=REPORT_HELP,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    report.add_argument(
+        "--prometheus",
+        default=DEFAULT_URL,
+        metavar="URL",
+        help=f"Prometheus base URL (default {DEFAULT_URL})",
+    )
+    report.add_argument(
+        "--range",
+        default="month",
+        metavar="RANGE",
+        help=(
+            "range of the top models/agents, requests and tokens: today, week, month "
+            "(calendar, in --tz) or a duration such as 24h, 7d, 90m (default month)"
+        ),
+    )
+    report.add_argument(
+        "--top", type=int, default=10, metavar="N", help="models and agents to list (default 10)"
+    )
+    report.add_argument(
+        "--tz",
+        default="UTC",
+        metavar="ZONE",
+        help="time zone of today / this week / this month, e.g. Europe/Paris (default UTC)",
+    )
+    report.add_argument("--json", action="store_true", help="machine-readable JSON output")
+    report.add_argument(
+        "--timeout",
+        type=_seconds,
+        default=10.0,
+        metavar="SECONDS",
+        help="timeout of each request to Prometheus (default 10)",
+    )
+    report.set_defaults(func=_cmd_report)
     return parser
 
 
