@@ -19,21 +19,23 @@ What it shows, all from the contract's series (``llm_cost_USD_total``, ``llm_tok
 Prometheus evaluates in UTC and knows no calendar: the window starts are computed here, in the
 chosen time zone, and each window is queried as a range ending at the same instant, "now".
 
-How spend over a window is counted. ``increase()`` (what the dashboards and the alert rules use)
-extrapolates to the window's edges and does not count the first sample of a series that appears
-inside the window, so it is off by a little, or by a lot for short-lived processes. Here each
-counter series contributes exactly what it gained inside the window:
+How spend over a window is counted: as the spend recording rules of the alerts
+(``alerts/llm-cost-rules.yml``) and the dashboards' spend totals count it, with the same PromQL
+(:func:`spend_query`). ``increase()`` alone would extrapolate to the window's edges and not count
+the first sample of a series that appears inside the window (off by a little, or by everything for
+short-lived processes). Each counter series contributes what it gained inside the window:
 
-- its last value in the window minus its value at the window's start (the instant value
-  ``offset`` the window: Prometheus' 5-minute lookback and staleness);
+- its last value in the window minus its value at the window's start (its last sample in the
+  hour before the start: a data gap shorter than that at the start changes nothing);
 - its whole last value when it had none at the start (first seen inside the window: a new
-  process, label combination or model), or less than its last value (a reset at the start);
+  process, label combination or model), or less than its value at the start (a reset at the
+  start);
 - Prometheus' ``increase()`` when the counter was reset inside the window (a process restart
-  with the same labels): there the figure is as approximate as the alerts' own.
+  with the same labels): there the figure is approximate (extrapolated to the window's edges).
 
-The report's numbers can therefore differ a little from what the alerts see; the alerts' own
-ratio (recording rule ``budget:llm_cost_USD:ratio``, when the rules are loaded) is given next to
-each budget in the JSON output, and in the text when it would give another status.
+The alerts' own ratio (recording rule ``budget:llm_cost_USD:ratio``, when the rules are loaded)
+is given next to each budget in the JSON output, and in the text when it would give another
+status (the rules were last evaluated a little earlier, or older rules are loaded).
 
 When Prometheus has deleted data (it is older than its retention) and a window reaches further
 back, the series it first saw after that are counted from their first sample on (a counter's
@@ -96,6 +98,11 @@ ROLLING_SPAN = {"day": "24 h", "week": "7 d", "month": "30 d"}
 #: LLMMonthlyBudgetProjectedOverrun: the month window 7 days ahead at the last 24 h burn rate
 #: (``increase[23d] + 7 * increase[24h]``).
 HORIZON_DAYS = 7
+
+#: How far before a window's start its start value is looked for: a series that has a sample in
+#: that span (a data gap at the start, such as a Prometheus or collector outage, shorter than it)
+#: counts what it gained, not its whole value.
+START_LOOKBACK = "1h"
 
 #: The labels spend is broken down by: the four labels budgets can be scoped by.
 GROUP = ("gen_ai_provider_name", "gen_ai_request_model", "gen_ai_agent_name", "llm_feature")
@@ -224,18 +231,24 @@ def worst(statuses: Iterable[str | None]) -> str:
 
 def spend_query(metric: str, window: Window, by: Sequence[str], *, first_in_full: bool) -> str:
     """What each series of counter ``metric`` gained inside ``window`` (ending at the query's
-    evaluation time), summed by the labels ``by``.
+    evaluation time), summed by the labels ``by``. The spend recording rules of
+    ``alerts/llm-cost-rules.yml`` and the dashboards' spend totals are this same PromQL.
 
-    Per series: last value in the window minus the value at its start; the whole last value
-    when there was none at the start (``first_in_full``; otherwise last minus first value in the
-    window) or when the last value is below it (a reset at the start); ``increase()`` when the
-    counter was reset inside the window.
+    Per series: last value in the window minus the value at its start (its last sample in the
+    :data:`START_LOOKBACK` before the start); the whole last value when there was none at the
+    start (``first_in_full``; otherwise last minus first value in the window) or when the last
+    value is below it (a reset at the start); ``increase()`` when the counter was reset inside
+    the window.
     """
     rng = f"{metric}[{window.ms}ms]"
     last = f"last_over_time({rng})"
-    at_start = f"{metric} offset {window.ms}ms"
-    first_seen = last if first_in_full else f"({last} - min_over_time({rng}))"
-    exact = f"(({last} - {at_start}) >= 0) or ({last} and {at_start}) or {first_seen}"
+    at_start = f"last_over_time({metric}[{START_LOOKBACK}] offset {window.ms}ms)"
+    if first_in_full:
+        # (A reset at the start, last < at_start, falls to the last term as a new series does.)
+        exact = f"(({last} - {at_start}) >= 0) or {last}"
+    else:
+        first_seen = f"({last} - min_over_time({rng}))"
+        exact = f"(({last} - {at_start}) >= 0) or ({last} and {at_start}) or {first_seen}"
     per_series = f"(({exact}) unless (resets({rng}) > 0)) or increase({rng})"
     return f"sum by ({', '.join(by)}) ({per_series})"
 

@@ -15,6 +15,8 @@ from pathlib import Path
 
 import pytest
 
+from otel_llm_cost.report import GROUP, Window, spend_query
+
 yaml = pytest.importorskip("yaml")
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -77,6 +79,11 @@ def load(path: Path) -> dict:
 
 def rules(path: Path) -> list[dict]:
     return [rule for group in load(path)["groups"] for rule in group["rules"]]
+
+
+def recorded(name: str) -> dict:
+    (rule,) = [rule for rule in rules(RULES) if rule.get("record") == name]
+    return rule
 
 
 def alerts() -> dict[str, dict]:
@@ -191,3 +198,34 @@ def test_budgets_file_format() -> None:
         key = tuple(sorted(labels.items()))
         assert key not in seen, f"duplicate budget {labels}"
         seen.add(key)
+
+
+# --- spend: the same PromQL as `otel-llm-cost report` -------------------------
+
+#: The windows of the base spend rules, in seconds.
+SPEND_WINDOWS = {"1h": 3600, "24h": 86400, "7d": 7 * 86400, "23d": 23 * 86400, "30d": 30 * 86400}
+
+
+def squeezed(expr: str) -> str:
+    return re.sub(r"\s+", "", expr)
+
+
+@pytest.mark.parametrize("window", SPEND_WINDOWS)
+def test_spend_rules_are_the_reports_promql(window: str) -> None:
+    """The base spend rules count what `otel-llm-cost report` counts (new series in full,
+    growth of the others, increase() across a reset): report.spend_query's PromQL, the window
+    written as the rule writes it. The promtool tests hold both to the expected values."""
+    seconds = SPEND_WINDOWS[window]
+    query = spend_query("llm_cost_USD_total", Window(window, 0, seconds), GROUP, first_in_full=True)
+    expected = query.replace(f"{seconds * 1000}ms", window)
+    rule = recorded(f"provider_model_agent_feature:llm_cost_USD:increase{window}")
+    assert squeezed(rule["expr"]) == squeezed(expected)
+
+
+def test_only_the_base_spend_rules_read_the_cost_counter() -> None:
+    """Every other spend rule is summed from provider_model_agent_feature:llm_cost_USD:*, so
+    that the 30 days of raw samples are read once per window."""
+    readers = {r["record"] for r in rules(RULES) if "llm_cost_USD_total" in str(r.get("expr", ""))}
+    assert readers == {
+        f"provider_model_agent_feature:llm_cost_USD:increase{window}" for window in SPEND_WINDOWS
+    }

@@ -25,6 +25,8 @@ from typing import Any
 import pytest
 import yaml
 
+from otel_llm_cost.report import Window, spend_query
+
 ROOT = Path(__file__).resolve().parent.parent
 DASHBOARDS = ROOT / "grafana" / "dashboards"
 PROVISIONING = ROOT / "grafana" / "provisioning"
@@ -80,6 +82,8 @@ FUNCTIONS = {
     "quantile",
     "increase",
     "rate",
+    "last_over_time",
+    "resets",
     "histogram_quantile",
     "label_replace",
     "time",
@@ -400,6 +404,30 @@ def test_calendar_panels_are_calendar_aligned() -> None:
         assert all(t["instant"] for t in panel["targets"]), title
     # Only those: every other panel follows the dashboard's time range.
     assert {p["title"] for p in by_title.values() if p.get("timeFrom")} == set(expected)
+
+
+def squeezed(expr: str) -> str:
+    return re.sub(r"\s+", "", expr)
+
+
+def test_spend_totals_count_as_the_alerts_and_the_report() -> None:
+    """The calendar and range totals count what each counter series gained in the range, a new
+    series in full: the PromQL of the spend rules and of ``otel-llm-cost report``
+    (``spend_query``), with the panel's filters and ``$__range``. No panel sums a bare
+    ``increase()`` of a raw counter (it ignores a new series' first sample)."""
+    by_title = {panel["title"]: panel for panel in panels(load(COCKPIT))}
+    for title in ("Today", "This week", "This month", "Selected time range"):
+        expr = by_title[title]["targets"][0]["expr"]
+        selector = re.search(r"llm_cost_USD_total\{[^}]*\}", expr)
+        assert selector, expr
+        query = spend_query(selector.group(), Window("", 0, 3600), ("x",), first_in_full=True)
+        per_series = query.removeprefix("sum by (x) (").removesuffix(")")
+        expected = "sum(" + per_series.replace("3600000ms", "$__range") + ")"
+        assert squeezed(expr) == squeezed(expected), title
+    for file, where, expr in QUERIES:
+        for found in re.finditer(r"increase\((\w+)\{", expr):
+            if found.group(1) in SERIES:  # only as the reset branch of the exact shape
+                assert f"resets({found.group(1)}{{" in expr, (file, where, expr)
 
 
 def test_budget_shares_are_coloured_ok_warning_exceeded() -> None:

@@ -389,6 +389,25 @@ class Prometheus:
                 pytest.fail(f"timed out after {timeout:.0f} s: {promql} is {result!r}{expected}")
             time.sleep(0.25)
 
+    def load_budgets(self, budgets: Sequence[Any], path: Path) -> None:
+        """The repository's alert rules with ``budgets`` (``otel_llm_cost.budgets.Budget``s)
+        instead of alerts/budgets.yml: written to ``path``, Prometheus reloaded, and waited for
+        until it records them."""
+        from otel_llm_cost.budgets import render_budgets
+
+        path.write_text(render_budgets(list(budgets)))
+        config = yaml.safe_load(self.config_path.read_text())
+        config["rule_files"] = [str(RULE_FILES[0]), str(path)]
+        self.config_path.write_text(yaml.safe_dump(config, sort_keys=False))
+        request = urllib.request.Request(f"{self.url}/-/reload", method="POST")
+        with urllib.request.urlopen(request, timeout=30) as response:
+            assert response.status == 200
+        self.wait_for("count(llm_budget_USD)", lambda v: v == len(budgets), want=len(budgets))
+
+    def alerts(self) -> list[dict[str, Any]]:
+        """``/api/v1/alerts``: every pending or firing alert (``labels``, ``state``, ...)."""
+        return list(self.api("alerts")["alerts"])
+
     def metric_names(self) -> set[str]:
         return set(self.api("label/__name__/values"))
 

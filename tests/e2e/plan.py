@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import functools
 from collections import Counter
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -154,6 +155,12 @@ def expected(exchanges: list[Exchange], used: list[Script]) -> Expected:
         if priced:
             out.cost += _wire_cost(exchange.path, model, wire)
     return out
+
+
+def cost_of(calls: Iterable[int], exchanges: list[Exchange], used: list[Script]) -> float:
+    """What genai-prices says the calls (indexes into the exchanges and scripts) cost."""
+    calls = list(calls)
+    return expected([exchanges[i] for i in calls], [used[i] for i in calls]).cost
 
 
 def assert_totals(prometheus: Any, exp: Expected, selector: str = "", timeout: float = 30) -> None:

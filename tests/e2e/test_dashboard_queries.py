@@ -10,7 +10,8 @@ model, streams and an estimated usage show up, so that each panel has something 
 Then every query of ``grafana/dashboards/*.json`` runs with the template variables at "All"
 (``.*``) and Grafana's ``$__range`` & co substituted (as ``tests/test_dashboards.py`` does for
 promtool): none may fail, and every panel has data except those of :data:`MAY_BE_EMPTY`, for the
-reason given there. Twice: without and with the ``user.id`` / ``session.id`` opt-in.
+reason given there; the spend panels ("Today", the rolling ones) show the counters' whole sum.
+Twice: without and with the ``user.id`` / ``session.id`` opt-in.
 """
 
 from __future__ import annotations
@@ -44,6 +45,7 @@ from tests.e2e.conftest import (
     clean_env,
     with_collector_opt_in,
 )
+from tests.expected import close_to
 from tests.test_dashboards import FILES, load, panels, substitute
 
 WORKLOAD = REPO / "tests" / "apps" / "workload_all_providers.py"
@@ -332,6 +334,16 @@ def test_every_dashboard_query_runs_and_shows_data(
     )
     agents = labels_of(prometheus, cockpit["Cost by agent"], "gen_ai_agent_name", now)
     assert agents == {"support-bot", "planner", "researcher"}, agents  # "lab" is unpriced
+    # Every series is new to this Prometheus: the spend panels count each one in full, so they
+    # show the counters' final sum (their first samples hold much of it, which increase() ignores).
+    spent = prometheus.value("sum(llm_cost_USD_total)")
+    assert spent is not None and spent > 0
+    for title in ("Today", "Selected time range", "Last 24 h", "Last 30 days"):
+        prometheus.wait_for(
+            substitute(cockpit[title]["targets"][0]["expr"]),
+            lambda v: v is not None and close_to(v, spent),
+            want=spent,
+        )
     # The variables' label_values queries list values.
     for path in FILES:
         for variable in load(path)["templating"]["list"]:

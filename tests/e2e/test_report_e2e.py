@@ -16,17 +16,14 @@ import shutil
 import subprocess
 import sys
 import time
-import urllib.request
 from datetime import datetime
 from pathlib import Path
-from typing import Any
 
-import yaml
-
-from otel_llm_cost.budgets import Budget, render_budgets
+from otel_llm_cost.budgets import Budget
 from tests.apps.workload import PLAN
 from tests.e2e import plan
 from tests.e2e.conftest import RULE_FILES, Prometheus
+from tests.e2e.plan import cost_of
 from tests.expected import close_to
 
 RULES = RULE_FILES[0]
@@ -42,23 +39,6 @@ def report(prometheus: Prometheus, *args: str) -> subprocess.CompletedProcess[st
         text=True,
         timeout=120,
     )
-
-
-def load_budgets(prometheus: Prometheus, budgets: list[Budget], path: Path) -> None:
-    """The repository's rules and ``budgets`` instead of alerts/budgets.yml, reloaded."""
-    path.write_text(render_budgets(budgets))
-    config = yaml.safe_load(prometheus.config_path.read_text())
-    config["rule_files"] = [str(RULES), str(path)]
-    prometheus.config_path.write_text(yaml.safe_dump(config, sort_keys=False))
-    request = urllib.request.Request(f"{prometheus.url}/-/reload", method="POST")
-    with urllib.request.urlopen(request, timeout=30) as response:
-        assert response.status == 200
-    prometheus.wait_for("count(llm_budget_USD)", lambda v: v == len(budgets), want=len(budgets))
-
-
-def cost_of(calls: list[int], exchanges: list[Any], used: list[Any]) -> float:
-    """What genai-prices says the calls (indexes into the plan) cost."""
-    return plan.expected([exchanges[i] for i in calls], [used[i] for i in calls]).cost
 
 
 def spent_in(start: str, started: float, finished: float, total: float) -> float | None:
@@ -107,9 +87,14 @@ def test_report_totals_budgets_and_exit_status(
         Budget("week", gpt / 0.85, ("gen_ai_request_model", "gpt-4o-mini")),  # 85 %: warning
         Budget("day", 1.0, ("gen_ai_agent_name", "nobody")),  # no spend: ok
     ]
-    load_budgets(prometheus, budgets, tmp_path / "budgets.yml")
+    prometheus.load_budgets(budgets, tmp_path / "budgets.yml")
     # The alert rules have joined budgets and spend (the agent "nobody" has no spend series).
     prometheus.wait_for("count(budget:llm_cost_USD:ratio)", lambda v: v == 5, want=5)
+    prometheus.wait_for(  # and the rules have evaluated the final spend
+        'budget:llm_cost_USD:ratio{window="month"}',
+        lambda v: v is not None and abs(v - 2) < 1e-9,
+        want=2.0,
+    )
 
     run = report(prometheus, "--json", "--range", "1h")
     assert run.returncode == 3, run.stdout + run.stderr  # the month budget is exceeded
@@ -142,9 +127,14 @@ def test_report_totals_budgets_and_exit_status(
         assert exact(row["spent_usd"], spent), (key, row["spent_usd"], spent)
         assert abs(row["ratio"] - share) < 1e-9, (key, row["ratio"], share)
         assert row["status"] == status, (key, row)
-    # The alerts' own view is there for every budget with spend (rules loaded).
-    assert rolling["day", "{}"]["alert_ratio"] is not None
-    assert rolling["day", '{"gen_ai_agent_name": "nobody"}']["alert_ratio"] is None
+    # The alerts' own view is there for every budget with spend (rules loaded), and they count
+    # alike: the same ratio (the rules count a new series' first sample too).
+    for key, (spent, share, _) in expected_rows.items():
+        alert_ratio = rolling[key]["alert_ratio"]
+        if spent:
+            assert alert_ratio is not None and abs(alert_ratio - share) < 1e-9, (key, alert_ratio)
+        else:
+            assert alert_ratio is None, (key, alert_ratio)
 
     # LLMMonthlyBudgetProjectedOverrun's projection: the last 23 d + 7 x the last 24 h, both
     # holding the whole run; no overrun flagged, the month budget being exceeded already.

@@ -20,6 +20,7 @@ from dashkit import (
     budget_share_properties,
     budget_steps,
     display_name,
+    gained,
     link,
     new_dashboard,
     pie_panel,
@@ -60,14 +61,11 @@ OPT_IN_NOTE = (
 # ------------------------------------------------------------------------------------------
 
 
-def increase(metric: str, window: str = "$__range", *matchers: str, base: str = F) -> str:
-    return f"increase({sel(metric, *matchers, base=base)}[{window}])"
-
-
 def total(metric: str, window: str = "$__range", *matchers: str, by: str = "") -> str:
-    """``sum [by (...)] (increase(metric{filters}[window]))``."""
+    """``sum [by (...)] (<what each series of metric{filters} gained in window>)``: a new
+    series counts in full (see :func:`dashkit.gained`)."""
     agg = f"sum by ({by}) " if by else "sum"
-    return f"{agg}({increase(metric, window, *matchers)})"
+    return f"{agg}({gained(sel(metric, *matchers), window)})"
 
 
 def budget(window: str) -> str:
@@ -80,11 +78,17 @@ def rolling(window: str) -> str:
     return f"sum({sel(SPEND_RULE + window)})"
 
 
-def share(matcher: str, window: str, by: str = "", fn: str = "increase") -> str:
-    """Share of requests with ``matcher``: 0 when there are requests but none match."""
+def share(matcher: str, window: str, by: str = "", fn: str = "gained") -> str:
+    """Share of requests with ``matcher``: 0 when there are requests but none match. ``fn``:
+    ``gained`` (requests in the window, new series in full) or ``rate``."""
     agg = f"sum by ({by}) " if by else "sum"
-    part = f"{agg}({fn}({sel(REQUESTS, matcher)}[{window}]))"
-    whole = f"{agg}({fn}({sel(REQUESTS)}[{window}]))"
+
+    def requests(*matchers: str) -> str:
+        if fn == "rate":
+            return f"{agg}(rate({sel(REQUESTS, *matchers)}[{window}]))"
+        return f"{agg}({gained(sel(REQUESTS, *matchers), window)})"
+
+    part, whole = requests(matcher), requests()
     return f"({part} or 0 * {whole}) / {whole}"
 
 
@@ -124,6 +128,12 @@ def spend_vs_budget(
     )
 
 
+#: How the calendar and range totals count (dashkit.gained).
+COUNTED = (
+    " Counted as the budget alerts count: what each counter series gained in the range, a "
+    "series first seen in it (a new process, model, agent or feature) in full."
+)
+
 BUDGET_NOTE = (
     ' The share is against the {window} budget of all calls (llm_budget_USD{{window="{window}"}} '
     "without scope labels, alerts/budgets.yml; the smallest one if several): green below 80 %, "
@@ -139,7 +149,7 @@ def calendar_row() -> list[Any]:
         spend_vs_budget(
             "Today",
             "Spend since midnight (dashboard time zone), calendar-aligned: the panel's time "
-            "range is now/d, whatever the dashboard's." + note_day,
+            "range is now/d, whatever the dashboard's." + COUNTED + note_day,
             total(COST),
             "day",
             time_from="now/d",
@@ -182,7 +192,7 @@ def calendar_row() -> list[Any]:
         stat_panel(
             "Selected time range",
             "Spend over the dashboard's time range and the average cost of one request "
-            "(failed requests included).",
+            "(failed requests included)." + COUNTED,
             [
                 q(total(COST), "spent", instant=True),
                 q(f"{total(COST)} / {total(REQUESTS)}", "per request", instant=True),
@@ -270,7 +280,7 @@ def over_time_row() -> list[Any]:
     return [
         timeseries_panel(
             "Cost per hour by provider and model",
-            "USD spent in each hour (increase over 1 h, one bar per hour; over long ranges "
+            "USD spent in each hour (one bar per hour; over long ranges "
             "Grafana may widen the step and skip hours: use the per-day panel).",
             [q(total(COST, "1h", by=by_pm), pm_legend, interval="1h")],
             bars=True,
@@ -281,7 +291,7 @@ def over_time_row() -> list[Any]:
         ),
         timeseries_panel(
             "Cost per day by provider and model",
-            "USD spent in each day (increase over 1 d, one bar per day; days are UTC days, "
+            "USD spent in each day (one bar per day; days are UTC days, "
             "Prometheus steps being aligned on the epoch).",
             [q(total(COST, "1d", by=by_pm), pm_legend, interval="1d")],
             bars=True,
@@ -506,13 +516,8 @@ def quality_row() -> list[Any]:
     estimated = 'llm_usage_source="estimated"'
     flag = steps((None, OK), (1e-9, WARNING))
     by_model = "gen_ai_provider_name, gen_ai_request_model, gen_ai_response_model"
-    # A series whose first sample already counts the request escapes increase(); as in
-    # LLMUnpricedModel, a series that did not exist at the start of the range counts whole.
-    new_or_grown = (
-        f"(({sel(REQUESTS, unpriced)} unless {sel(REQUESTS, unpriced)} offset $__range) "
-        f"or {increase(REQUESTS, '$__range', unpriced)})"
-    )
-    unpriced_requests = f"sum by ({by_model}) {new_or_grown} > 0"
+    # A series whose first sample already counts the request counts in full (gained()).
+    unpriced_requests = f"{total(REQUESTS, '$__range', unpriced, by=by_model)} > 0"
     return [
         stat_panel(
             "Unpriced requests",

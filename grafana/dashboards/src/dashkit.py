@@ -75,6 +75,27 @@ def sel(metric: str, *matchers: str, base: str = F) -> str:
     return metric + "{" + ", ".join(m for m in (base, *matchers) if m) + "}"
 
 
+#: How far before a window's start a counter's value at the start is looked for (as in the spend
+#: rules of ``alerts/llm-cost-rules.yml`` and ``otel-llm-cost report``).
+START_LOOKBACK = "1h"
+
+
+def gained(selector: str, window: str) -> str:
+    """Per series: what the counter ``selector`` (``metric{filters}``) gained in the ``window``
+    up to the evaluation time, the PromQL of the spend recording rules and of
+    ``otel-llm-cost report`` (``spend_query``). The counters are cumulative since their process
+    started: a series first seen inside the window (a new process, model, agent or feature)
+    counts its whole last value, where ``increase()`` would ignore its first sample (for a
+    short-lived process, all of its spend); a series that was there counts its last value minus
+    its value at the start (its last sample of the hour before); ``increase()`` only when the
+    counter was reset inside the window. A series that ended inside the window counts too."""
+    rng = f"{selector}[{window}]"
+    last = f"last_over_time({rng})"
+    start = f"last_over_time({selector}[{START_LOOKBACK}] offset {window})"
+    exact = f"(({last} - {start}) >= 0) or {last}"
+    return f"(({exact}) unless (resets({rng}) > 0)) or increase({rng})"
+
+
 def unattributed(expr: str, *labels: str) -> str:
     """``expr`` with an empty ``label`` shown as ``(unattributed)`` (calls made outside any
     ``usage_context``), for each of ``labels``."""

@@ -14,6 +14,7 @@ from dashkit import (
     F,
     bargauge_panel,
     budget_steps,
+    gained,
     label_variable,
     link,
     new_dashboard,
@@ -49,8 +50,10 @@ OPT_IN = (
 
 
 def total(metric: str, window: str = "$__range", *matchers: str, by: str = "") -> str:
+    """``sum [by (...)] (<what each series of metric{filters} gained in window>)``: a new
+    series counts in full (see :func:`dashkit.gained`)."""
     agg = f"sum by ({by}) " if by else "sum"
-    return f"{agg}(increase({sel(metric, *matchers, base=DF)}[{window}]))"
+    return f"{agg}({gained(sel(metric, *matchers, base=DF), window)})"
 
 
 def rate(metric: str, *matchers: str, by: str = "") -> str:
@@ -114,7 +117,7 @@ def agents_row() -> list[Any]:
     return [
         timeseries_panel(
             "Cost per hour by agent",
-            "USD spent in each hour per gen_ai.agent.name (increase over 1 h).",
+            "USD spent in each hour per gen_ai.agent.name.",
             [
                 q(
                     unattributed(total(COST, "1h", by=AGENT), AGENT),
@@ -223,7 +226,7 @@ def features_row() -> list[Any]:
     return [
         timeseries_panel(
             "Cost per hour by feature",
-            "USD spent in each hour per llm.feature (increase over 1 h).",
+            "USD spent in each hour per llm.feature.",
             [
                 q(
                     unattributed(total(COST, "1h", by=FEATURE), FEATURE),
