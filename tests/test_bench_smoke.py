@@ -70,3 +70,35 @@ def test_overhead_rejects_unknown_provider() -> None:
     )
     assert proc.returncode == 2
     assert "unknown provider(s) nope" in proc.stderr
+
+
+def test_call_breakdown_variants_record_what_they_say() -> None:
+    """``bench/call_breakdown.py``'s children, run without valgrind: each variant records what
+    its name says (the stripped ones are diagnostics; if the recorder's instruments were renamed
+    they would fail here rather than measure the wrong thing)."""
+    script = ROOT / "bench" / "call_breakdown.py"
+    histograms = {
+        "gen_ai.client.operation.duration",
+        "gen_ai.client.token.usage",
+        "llm.request.cost",
+    }
+    counters = {"llm.cost", "llm.tokens", "llm.requests"}
+    seen = {}
+    for variant in ("base", "ours", "no_histograms", "no_histograms_no_span"):
+        proc = subprocess.run(
+            [sys.executable, str(script), "--child", json.dumps(["openai", variant])],
+            capture_output=True,
+            text=True,
+            cwd=ROOT,
+            timeout=120,
+        )
+        assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+        line = next(x for x in proc.stdout.splitlines() if x.startswith("RESULT "))
+        seen[variant] = json.loads(line[len("RESULT ") :])
+    calls = 40  # the last segment: 2K calls
+    assert seen["base"] == {"spans": 0, "metrics": []}
+    assert seen["ours"]["spans"] == calls
+    assert histograms | counters <= set(seen["ours"]["metrics"])
+    assert seen["no_histograms"]["spans"] == calls
+    assert set(seen["no_histograms"]["metrics"]) == counters
+    assert seen["no_histograms_no_span"] == {"spans": 0, "metrics": sorted(counters)}
