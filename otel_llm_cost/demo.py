@@ -109,6 +109,7 @@ def _summary(text: str) -> str:
     cost: dict[str, float] = defaultdict(float)
     tokens: dict[str, dict[str, float]] = defaultdict(lambda: defaultdict(float))
     requests: dict[str, float] = defaultdict(float)
+    unpriced: dict[str, float] = defaultdict(float)
     outcomes: dict[str, float] = defaultdict(float)
     by_agent: dict[str, float] = defaultdict(float)
     for family in text_string_to_metric_families(text):
@@ -122,6 +123,8 @@ def _summary(text: str) -> str:
                 tokens[model][labels.get("llm_token_type", "?")] += sample.value
             elif sample.name == "llm_requests_total":
                 requests[model] += sample.value
+                if labels.get("llm_price_status") == "unpriced":
+                    unpriced[model] += sample.value
                 key = (
                     f"error {labels['error_type']}"
                     if labels.get("error_type")
@@ -135,14 +138,24 @@ def _summary(text: str) -> str:
     for model in sorted(requests):
         row = f"{model:<28}{requests[model]:>9.0f}"
         row += "".join(f"{tokens[model].get(t, 0):>12.0f}" for t in _TOKEN_TYPES)
-        lines.append(row + f"{cost.get(model, 0.0):>14.8f}")
+        if model not in cost and unpriced.get(model):
+            lines.append(row + f"{'unpriced':>14}")  # tokens counted, no price: not $0
+        else:
+            lines.append(row + f"{cost.get(model, 0.0):>14.8f}")
     lines.append("-" * len(lines[0]))
     lines.append(
         f"{'total':<28}{sum(requests.values()):>9.0f}" + " " * 60 + f"{sum(cost.values()):>14.8f}"
     )
+    if unpriced:
+        lines.append(
+            "unpriced (tokens counted, cost not; add to OTEL_LLM_COST_PRICES_FILE): "
+            + ", ".join(
+                f"{m} ({n:.0f} request{'s' if n != 1 else ''})" for m, n in sorted(unpriced.items())
+            )
+        )
     lines.append("")
     lines.append(
-        "cost by agent: " + ", ".join(f"{a} ${c:.6f}" for a, c in sorted(by_agent.items()))
+        "cost by agent: " + ", ".join(f"{a} ${c:.8f}" for a, c in sorted(by_agent.items()))
     )
     lines.append(
         "requests by outcome: " + ", ".join(f"{k}: {v:.0f}" for k, v in sorted(outcomes.items()))

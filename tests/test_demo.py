@@ -23,3 +23,8 @@ def test_demo_runs_and_reports_cost() -> None:
     assert int(total.group(1)) == 12 and float(total.group(2)) > 0
     assert "error 429: 1" in out.stdout and "provider/unpriced: 1" in out.stdout
     assert "demo-key-not-a-secret" not in out.stdout
+    # The fine-tune has no price: its row says so instead of a $0 cost, and a line names it.
+    row = next(line for line in out.stdout.splitlines() if line.startswith("my-finetune-v3 "))
+    assert row.split()[-1] == "unpriced", row
+    assert "unpriced (tokens counted, cost not" in out.stdout
+    assert "my-finetune-v3 (1 request)" in out.stdout
